@@ -1,0 +1,87 @@
+"""The :class:`Clip` type: a grey echo clip with its frame rate, calibration and metadata."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+#: Where a clip's frame rate came from, in order of trust.
+FPS_SOURCES = (
+    "dicom_frame_time",
+    "dicom_frame_time_vector",
+    "dicom_cine_rate",
+    "caller",
+    "container",
+    "synthetic",
+    "unknown",
+)
+
+
+@dataclass
+class Clip:
+    """A grey echocardiography clip.
+
+    Attributes
+    ----------
+    frames : np.ndarray
+        uint8 ``[T, H, W]``, C-contiguous, grey levels 0..255.
+    fps : float or None
+        Acquisition frame rate in frames/s, or None when unknown.
+    fps_source : str
+        One of :data:`FPS_SOURCES`: where ``fps`` came from.
+    mm_per_px : float or None
+        Isotropic pixel size in mm of ``frames`` (None when the clip carries no trustworthy
+        calibration).
+    metadata : dict
+        Non-identifying metadata: ``source_kind``, ``vendor``, ``model``, ``n_frames``,
+        ``original_size`` (H, W) and similar. Never patient identifiers.
+    warnings : list of str
+        Things the reader noticed and the caller should know (e.g. a dropped calibration).
+    """
+
+    frames: np.ndarray
+    fps: float | None = None
+    fps_source: str = "unknown"
+    mm_per_px: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        f = self.frames
+        if not isinstance(f, np.ndarray) or f.dtype != np.uint8 or f.ndim != 3:
+            raise InputError(
+                "Clip.frames must be a uint8 array of shape [T,H,W]; got "
+                f"{type(f).__name__} {getattr(f, 'dtype', '')} {getattr(f, 'shape', '')}"
+            )
+        if not f.flags.c_contiguous:
+            self.frames = np.ascontiguousarray(f)
+        if self.fps is not None:
+            fps = float(self.fps)
+            if not np.isfinite(fps) or fps <= 0 or fps > 10000:
+                raise InputError(f"fps must be a positive finite number of frames/s, got {self.fps!r}")
+            self.fps = fps
+        if self.fps_source not in FPS_SOURCES:
+            raise InputError(f"fps_source must be one of {FPS_SOURCES}, got {self.fps_source!r}")
+        if self.mm_per_px is not None:
+            mm = float(self.mm_per_px)
+            if not np.isfinite(mm) or mm <= 0 or mm > 100:
+                raise InputError(f"mm_per_px must be a positive finite length in mm, got {self.mm_per_px!r}")
+            self.mm_per_px = mm
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames T."""
+        return int(self.frames.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Frame size (H, W) in pixels."""
+        return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+    @property
+    def duration_s(self) -> float | None:
+        """Duration in seconds (T / fps), None when fps is unknown."""
+        return None if self.fps is None else self.n_frames / self.fps
