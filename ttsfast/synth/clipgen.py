@@ -1,0 +1,276 @@
+"""``generate()``: one synthetic apical-4-chamber clip and its ground truth."""
+from __future__ import annotations
+
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+
+from ..clip import Clip
+from ..errors import InputError
+from .geometry import build_geometry, class_map
+from .groundtruth import GroundTruth, ScanGeometry, build_groundtruth, measures_from_model
+from .motion import build_motion, static_terms_many
+from .overlays import draw_overlays
+from .presets import PRESETS, derive_excursion
+from .render import (
+    _envelope_log,
+    _splat_frame,
+    _splat_points,
+    apply_psf,
+    clutter_field,
+    psf_bands,
+    gain_map,
+    make_grid,
+    make_leaflets,
+    make_scatterers,
+    scan_convert_maps,
+    valve_opening,
+)
+
+#: Clip settings that are not drawn by a preset, with their defaults.
+CLIP_DEFAULTS = {
+    "n_frames": None,  # None: enough for three full beats after the first end-diastole
+    "fps": 50.0,
+    "height": 256,
+    "width": 352,
+    "mm_per_px": 0.9,
+    "top_px": 8.0,
+    "mirrored": False,
+    "overlays": False,
+    "start_phase": None,  # fraction of a cycle before the first end-diastole; None = drawn
+    "density_per_mm2": 2.0,
+    "wavelength_mm": 0.7,
+    "axial_sigma_mm": 0.7,
+    "lateral_sigma_rad": 0.016,
+    "min_lateral_mm": 1.1,
+    "threads": 2,
+}
+
+#: Override aliases accepted by :func:`generate`.
+_ALIASES = {"hr": "heart_rate_bpm", "heart_rate": "heart_rate_bpm", "n": "n_frames"}
+
+
+def _rngs(preset: str, seed: int) -> list[np.random.Generator]:
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(preset.encode())])
+    return [np.random.default_rng(s) for s in ss.spawn(4)]
+
+
+def draw_params(preset: str = "normal", seed: int = 0, **overrides) -> dict:
+    """Draw the parameters of one synthetic patient (no rendering).
+
+    Parameters
+    ----------
+    preset : str
+        One of :data:`PRESETS`.
+    seed : int
+        Random seed; the same (preset, seed) always gives the same patient.
+    **overrides
+        Any preset parameter (e.g. ``heart_rate_bpm``, ``strain``) or clip setting
+        (:data:`CLIP_DEFAULTS`).
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown synthetic preset {preset!r}; choose one of {sorted(PRESETS)}")
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise InputError(f"seed must be an integer, got {seed!r}") from None
+    p = PRESETS[preset](_rngs(preset, seed)[0])
+    p.update(CLIP_DEFAULTS)
+    for k, v in overrides.items():
+        k = _ALIASES.get(k, k)
+        if k not in p:
+            raise InputError(f"unknown synth override {k!r}; known: {sorted(p)}")
+        if v is not None or k == "start_phase":
+            p[k] = v
+    if "heart_rate_bpm" in overrides or "hr" in overrides or "heart_rate" in overrides:
+        from .presets import _systolic_timing
+
+        p["es_s"] = _systolic_timing(np.random.default_rng(seed), float(p["heart_rate_bpm"]))
+    _validate(p)
+    derive_excursion(p)
+    p["seed"] = seed
+    return p
+
+
+def _validate(p: dict) -> None:
+    def num(k: str, lo: float, hi: float) -> None:
+        try:
+            v = float(p[k])
+        except (TypeError, ValueError):
+            raise InputError(f"{k} must be a number, got {p[k]!r}") from None
+        if not np.isfinite(v) or not lo <= v <= hi:
+            raise InputError(f"{k}={p[k]!r} out of range [{lo}, {hi}]")
+
+    if p["n_frames"] is not None:
+        num("n_frames", 2, 10000)
+    num("fps", 5, 1000)
+    num("heart_rate_bpm", 20, 250)
+    num("height", 64, 2048)
+    num("width", 64, 2048)
+    num("mm_per_px", 0.1, 5.0)
+    num("noise", 0.0, 100.0)
+    num("density_per_mm2", 0.1, 50.0)
+    if p["start_phase"] is not None:
+        num("start_phase", 0.0, 1.0)
+    if p["heart_rate_bpm"] > 0 and p["es_s"] >= 0.9 * 60.0 / p["heart_rate_bpm"]:
+        p["es_s"] = 0.45 * 60.0 / p["heart_rate_bpm"]
+    if float(p["height"]) * float(p["mm_per_px"]) < 0.5 * float(p["depth_mm"]):
+        raise InputError("the canvas is too small for the sector: raise height or mm_per_px")
+
+
+def model_for(p: dict, seed: int):
+    """Geometry and motion model of drawn parameters ``p`` (fast; no rendering)."""
+    geo = build_geometry(p)
+    period = 60.0 / float(p["heart_rate_bpm"])
+    rng = _rngs(str(p.get("preset", "normal")), seed)[1]
+    phase = p.get("start_phase")
+    if phase is None:
+        phase = float(rng.uniform(0.0, 0.3))
+    t0 = float(phase) * period
+    return geo, build_motion(geo, p, t0)
+
+
+def true_measures_fast(preset: str = "normal", seed: int = 0, beat: int = 0, **overrides) -> dict:
+    """:meth:`GroundTruth.true_measures` of ``generate(preset, seed, **overrides)`` without
+    rendering (milliseconds per patient): for cohorts."""
+    p = draw_params(preset, seed, **overrides)
+    _, model = model_for(p, p["seed"])
+    return measures_from_model(model, beat, float(p["mm_per_px"]))
+
+
+def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, GroundTruth]:
+    """Render a synthetic apical-4-chamber B-mode clip with known motion.
+
+    Parameters
+    ----------
+    preset : str
+        ``"normal"``, ``"tts"`` or ``"stemi_anterior"`` (see :data:`PRESETS`).
+    seed : int
+        Random seed; output is identical for the same preset, seed and overrides.
+    **overrides
+        Clip settings: ``n_frames`` (default: three full beats after the first
+        end-diastole), ``fps`` (50), ``heart_rate_bpm`` (alias ``hr``),
+        ``height`` (256), ``width`` (352), ``mm_per_px`` (0.9), ``mirrored`` (False),
+        ``overlays`` (False), ``noise`` (thermal noise factor, 1 = typical),
+        ``start_phase`` (fraction of a cycle before the first end-diastole), ``threads``;
+        or any preset parameter (``strain``, ``radial_mm``, ``depth_mm``, ``dropout``,
+        ``clutter_db``, ``gain_db``, ...).
+
+    Returns
+    -------
+    clip : Clip
+        uint8 frames [T, H, W], fps, ``fps_source="synthetic"``, ``mm_per_px``.
+    gt : GroundTruth
+        Landmarks, wall points, strain, true flow and measures.
+    """
+    p = draw_params(preset, seed, **overrides)
+    seed = p["seed"]
+    rngs = _rngs(preset, seed)
+    H, W = int(p["height"]), int(p["width"])
+    fps, mmpp, top = float(p["fps"]), float(p["mm_per_px"]), float(p["top_px"])
+    geo, model = model_for(p, seed)
+    if p["n_frames"] is None:
+        p["n_frames"] = int(np.ceil((model.timing.t0 + 3 * model.timing.period) * fps)) + 2
+    T = int(p["n_frames"])
+    cmap = class_map(geo)
+    grid = make_grid(geo.depth, geo.half_angle)
+    scat = make_scatterers(rngs[2], geo, cmap, float(p["density_per_mm2"]), float(p["texture_db"]),
+                           float(p["anisotropy_db"]))
+    times = np.arange(T) / fps
+    D, R, Hh, rig = model.tables(times)
+    ka = model.kernel_args()
+    idx, terms = static_terms_many(scat.pos, *ka[:4], *ka[4:])
+    amp_re = np.ascontiguousarray(scat.amp.real.astype(np.float32))
+    amp_im = np.ascontiguousarray(scat.amp.imag.astype(np.float32))
+    pos32 = np.ascontiguousarray(scat.pos)
+    esx, esy, enx, eny = ka[2], ka[3], ka[4], ka[5]
+    leaf = make_leaflets(rngs[2], geo, float(p["density_per_mm2"]))
+    hinges = model.displace(leaf.hinge, times)  # [T, L, 2]
+    tau = np.mod(times - model.timing.t0, model.timing.period)
+    opening = valve_opening(tau, model.e_start, float(np.mean(model.e_dur)), model.a_dur,
+                            model.timing.period)
+    leaf_re = np.ascontiguousarray(leaf.amp.real)
+    leaf_im = np.ascontiguousarray(leaf.amp.imag)
+    sig_r = float(p["axial_sigma_mm"]) / grid.dr
+    sig_t = float(p["lateral_sigma_rad"]) / grid.dth
+    bands = psf_bands(grid, float(p["lateral_sigma_rad"]), float(p["min_lateral_mm"]), tol=1.35)
+    # expected echo power of myocardium (0 dB) on the grid after the PSF
+    e_myo = float(p["density_per_mm2"]) * grid.dr * grid.dth * 60.0 / (4 * np.pi * sig_r * sig_t)
+    ref_db = 10 * np.log10(e_myo) - float(p["gain_db"])
+    rq = _rngs(preset, seed)[3]
+    gmap = gain_map(rq, grid, geo, float(p["dropout"]))
+    # keep the mean echo level independent of the (depth-dependent) lateral PSF width
+    sig_row = np.empty(grid.n_r)
+    for a, b, sl in bands:
+        sig_row[a:b] = sl
+    gmap *= np.sqrt(sig_row / sig_t)[:, None]
+    c_re, c_im = clutter_field(rq, grid, near_mm=0.35 * geo.apex[1] + 14.0,
+                               level_db=float(p["clutter_db"]), sig_r=sig_r, bands=bands)
+    c_re *= np.sqrt(e_myo)
+    c_im *= np.sqrt(e_myo)
+    r_axis = np.arange(grid.n_r) * grid.dr
+    noise_std = (np.sqrt(e_myo / 2) * 10 ** (-33.0 / 20.0) * float(p["noise"])
+                 * (0.6 + 0.8 * r_axis / geo.depth)).astype(np.float64)
+    n_bank = 4
+    bank_re = rngs[3].standard_normal((n_bank, grid.n_r, grid.n_th), dtype=np.float32)
+    bank_im = rngs[3].standard_normal((n_bank, grid.n_r, grid.n_th), dtype=np.float32)
+    noise_k = rngs[3].integers(0, n_bank, size=T)
+    noise_di = rngs[3].integers(0, grid.n_r, size=T)
+    noise_dj = rngs[3].integers(0, grid.n_th, size=T)
+    mx, my, mask = scan_convert_maps(grid, H, W, mmpp, top, geo.depth, geo.half_angle)
+    two_k = 4 * np.pi / float(p["wavelength_mm"])
+    dr_db = float(p["dynamic_range_db"])
+    frames = np.zeros((T, H, W), dtype=np.uint8)
+
+    def render(t: int) -> None:
+        iq = np.zeros((grid.n_r, grid.n_th, 2), dtype=np.float32)
+        re, im = iq[..., 0], iq[..., 1]
+        _splat_frame(pos32, amp_re, amp_im, idx, terms, D[t], R[t], Hh[t], rig[t, 0], rig[t, 1],
+                     esx, esy, enx, eny, two_k, grid.dr, grid.dth, grid.th0, re, im)
+        xy = np.ascontiguousarray(leaf.positions(hinges[t], float(opening[t])))
+        _splat_points(xy, leaf_re, leaf_im, two_k, grid.dr, grid.dth, grid.th0, re, im)
+        iq = apply_psf(iq, bands, sig_r)
+        re, im = iq[..., 0], iq[..., 1]
+        pol = np.empty((grid.n_r, grid.n_th), dtype=np.uint8)
+        _envelope_log(re, im, bank_re, bank_im, int(noise_k[t]), int(noise_di[t]),
+                      int(noise_dj[t]), noise_std, gmap, c_re, c_im, ref_db, dr_db, pol)
+        frames[t] = cv2.remap(pol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0) * mask
+
+    threads = max(1, int(p["threads"]))
+    if threads == 1 or T < 4:
+        for t in range(T):
+            render(t)
+    else:
+        with ThreadPoolExecutor(threads) as ex:
+            list(ex.map(render, range(T)))
+
+    mirrored = bool(p["mirrored"])
+    if mirrored:
+        frames = np.ascontiguousarray(frames[:, :, ::-1])
+        mask = np.ascontiguousarray(mask[:, ::-1])
+    scan = ScanGeometry(height=H, width=W, mm_per_px=mmpp, top_px=top, mirrored=mirrored)
+    gt = build_groundtruth(model, scan, times, fps, p, mask, cmap)
+    if p["overlays"]:
+        frames = draw_overlays(frames, gt.ecg, overlay_info(gt))
+    clip = Clip(frames=frames, fps=fps, fps_source="synthetic", mm_per_px=mmpp, metadata={
+        "source_kind": "synthetic", "vendor": "ttsfast.synth", "model": preset,
+        "n_frames": T, "original_size": (H, W), "seed": seed, "mirrored": mirrored,
+        "overlays": bool(p["overlays"]), "depth_mm": geo.depth,
+    })
+    return clip, gt
+
+
+def overlay_info(gt: GroundTruth) -> dict:
+    """Settings :func:`draw_overlays` needs, from a ground truth."""
+    return {"fps": gt.fps, "depth_mm": gt.model.geo.depth, "hr": gt.heart_rate_bpm,
+            "top_px": gt.scan.top_px, "mm_per_px": gt.mm_per_px, "mirrored": gt.mirrored}
+
+
+def to_rgb(clip: Clip, gt: GroundTruth) -> np.ndarray:
+    """RGB frames [T, H, W, 3] uint8 of a clip with coloured scanner overlays (green ECG,
+    white text, yellow markers), for exercising readers and overlay removal. Draws on the
+    clip's grey frames (if the clip already has grey overlays they stay underneath)."""
+    return draw_overlays(clip.frames, gt.ecg, overlay_info(gt), rgb=True)
