@@ -40,6 +40,9 @@ class Clip:
         ``original_size`` (H, W) and similar. Never patient identifiers.
     warnings : list of str
         Things the reader noticed and the caller should know (e.g. a dropped calibration).
+    overlay_mask : np.ndarray or None
+        bool ``[H, W]``: pixels that were coloured (not grey) in any frame of the source,
+        i.e. likely overlays (ECG trace, markers, colour text); None when unknown.
     """
 
     frames: np.ndarray
@@ -48,6 +51,7 @@ class Clip:
     mm_per_px: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    overlay_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = self.frames
@@ -58,6 +62,13 @@ class Clip:
             )
         if not f.flags.c_contiguous:
             self.frames = np.ascontiguousarray(f)
+        if self.overlay_mask is not None:
+            om = self.overlay_mask
+            if not isinstance(om, np.ndarray) or om.dtype != np.bool_ or om.shape != f.shape[1:]:
+                raise InputError(
+                    "Clip.overlay_mask must be a bool array of shape [H,W] matching the frames; got "
+                    f"{type(om).__name__} {getattr(om, 'dtype', '')} {getattr(om, 'shape', '')}"
+                )
         if self.fps is not None:
             fps = float(self.fps)
             if not np.isfinite(fps) or fps <= 0 or fps > 10000:
