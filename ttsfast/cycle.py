@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from .errors import InputError, QualityError
 
@@ -122,9 +123,8 @@ def longitudinal_signal(
     flow = _check_flow(flow)
     ax = np.array([0.0, -1.0]) if axis is None else np.asarray(axis, dtype=np.float64).reshape(2)
     ax = ax / max(np.linalg.norm(ax), 1e-12)
-    f = flow.astype(np.float32, copy=False)
-    speed = np.sqrt(f[..., 0] ** 2 + f[..., 1] ** 2).mean(axis=0)
-    w = speed.astype(np.float64)
+    f = np.ascontiguousarray(flow, dtype=np.float32)
+    w = _mean_speed(f)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != flow.shape[1:3]:
@@ -137,8 +137,34 @@ def longitudinal_signal(
     wsum = w.sum()
     if not np.isfinite(wsum) or wsum <= 0:
         return np.zeros(flow.shape[0])
-    long_v = f[..., 0] * ax[0] + f[..., 1] * ax[1]
-    return np.tensordot(long_v, w, axes=([1, 2], [0, 1])) / wsum
+    return _weighted_projection(f, w, float(ax[0]), float(ax[1])) / wsum
+
+
+@njit(cache=True, nogil=True)
+def _mean_speed(f: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Per-pixel mean over t of |flow| (one pass): float32 [T,H,W,2] -> float64 [H,W]."""
+    n, h, w = f.shape[0], f.shape[1], f.shape[2]
+    out = np.zeros((h, w))
+    for t in range(n):
+        for y in range(h):
+            for x in range(w):
+                out[y, x] += np.sqrt(f[t, y, x, 0] ** 2 + f[t, y, x, 1] ** 2)
+    return out / n
+
+
+@njit(cache=True, nogil=True)
+def _weighted_projection(f: np.ndarray, wgt: np.ndarray, ax0: float, ax1: float) -> np.ndarray:  # pragma: no cover
+    """sum over pixels of wgt * (flow . axis), per frame pair: -> float64 [T]."""
+    n, h, w = f.shape[0], f.shape[1], f.shape[2]
+    out = np.zeros(n)
+    for t in range(n):
+        acc = 0.0
+        for y in range(h):
+            for x in range(w):
+                if wgt[y, x] != 0.0:
+                    acc += wgt[y, x] * (f[t, y, x, 0] * ax0 + f[t, y, x, 1] * ax1)
+        out[t] = acc
+    return out
 
 
 def _autocorr(v: np.ndarray) -> np.ndarray:

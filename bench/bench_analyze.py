@@ -1,0 +1,79 @@
+"""Release gate of the whole analysis: ``analyze()`` warm, against what OpenCV alone takes to
+decode the same file and run pairwise Farneback on it (the least a user would otherwise spend),
+measured side by side in one run. Reports medians and the time of each stage."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+QUICK = os.environ.get("TTSFAST_BENCH_QUICK", "") not in ("", "0")
+REPEATS = 3 if QUICK else 7
+#: analyze() (read, preprocess, flow, cycle, mechanics, model, saliency) must not take longer
+#: than OpenCV's decode + pairwise Farneback (study settings) of the same clip.
+GATE_RATIO = 1.0
+
+
+def _clip_files(tmp: Path) -> dict[str, tuple[Path, float]]:
+    from ttsfast.synth import generate, write_video
+
+    out = {}
+    # a screen-capture-like clip: 100 frames of 514x712 with overlays, container fps = acquisition fps
+    clip, _ = generate("tts", seed=5, fps=50, hr=75, n_frames=100, height=514, width=712, mm_per_px=0.45,
+                       overlays=True)
+    out["100x514x712"] = (write_video(clip, tmp / "big.avi"), 50.0)
+    # one beat: 32 frames 256x352 starting at end-diastole
+    clip, gt = generate("stemi_anterior", seed=6, fps=30, hr=50, n_frames=40)
+    out["32x256x352"] = (write_video(clip, tmp / "small.avi"), 30.0)
+    return out
+
+
+def _opencv_decode_farneback(path: Path) -> float:
+    import cv2
+
+    t0 = time.perf_counter()
+    cap = cv2.VideoCapture(str(path))
+    prev = None
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        g = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+        if prev is not None:
+            cv2.calcOpticalFlowFarneback(prev, g, None, 0.5, 1, 21, 3, 5, 1.1, 0)
+        prev = g
+    cap.release()
+    return time.perf_counter() - t0
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return _clip_files(tmp_path_factory.mktemp("bench_analyze"))
+
+
+@pytest.mark.parametrize("name", ["100x514x712", "32x256x352"])
+def test_analyze_gate(clips, name, capsys):
+    import cv2
+
+    from ttsfast.analyze import analyze
+
+    path, fps = clips[name]
+    cv2.setNumThreads(os.cpu_count() or 1)
+    analyze(path, fps=fps)  # warm: Numba compile, ONNX session
+    ours, ref, stages = [], [], []
+    for _ in range(REPEATS):
+        t0 = time.perf_counter()
+        r = analyze(path, fps=fps)
+        ours.append(time.perf_counter() - t0)
+        stages.append(r.timings_ms)
+        ref.append(_opencv_decode_farneback(path))
+    mo, mr = statistics.median(ours), statistics.median(ref)
+    med_stage = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+    with capsys.disabled():
+        print(f"\n[analyze {name}] median {mo * 1e3:.0f} ms vs OpenCV decode+Farneback {mr * 1e3:.0f} ms "
+              f"(ratio {mo / mr:.2f}); stages (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in med_stage.items()))
+    assert mo / mr <= GATE_RATIO, f"analyze {mo:.3f}s vs OpenCV {mr:.3f}s"

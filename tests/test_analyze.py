@@ -1,0 +1,155 @@
+"""End to end: analyze() on the bundled clip, on synthetic clips with known truth and on real
+clips; the JSON report; the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ttsfast
+from ttsfast.analyze import analyze
+from ttsfast.demo import demo_clip_path
+from ttsfast.errors import InputError, QualityError
+from ttsfast.report import write_report
+
+from conftest import real_clip_path
+
+SEGMENTS = ("basal_inferoseptal", "mid_inferoseptal", "apical_inferoseptal",
+            "basal_anterolateral", "mid_anterolateral", "apical_anterolateral")
+
+
+@pytest.fixture(scope="module")
+def demo_result():
+    return analyze(demo_clip_path())
+
+
+def test_report_has_the_documented_keys(demo_result):
+    d = demo_result.to_dict()
+    json.dumps(d, allow_nan=False)  # plain JSON, no NaN
+    assert 0.0 <= d["p_tts"] <= 1.0 and d["label"] in ("TTS", "STEMI")
+    assert {"name", "sha256", "trained_on"} <= d["model"].keys()
+    c = d["cycle"]
+    assert {"fps", "fps_source", "heart_rate_bpm", "beats"} <= c.keys()
+    assert c["fps"] == pytest.approx(40.0) and c["fps_source"] == "dicom_frame_time"
+    assert all({"ed", "es", "next_ed"} == set(b) for b in c["beats"])
+    lm = d["landmarks"]
+    assert lm["source"] == "auto" and 0 <= lm["confidence"] <= 1 and lm["coords"] == "original"
+    for k in ("septal_annulus", "lateral_annulus", "apex"):
+        assert len(lm[k]) == 2
+    m = d["mechanics"]
+    for wall in ("basal_inferoseptal", "basal_anterolateral"):
+        assert set(m["peak_displacement_px"][wall]) == {"systolic", "diastolic"}
+        assert set(m["peak_displacement_mm"][wall]) == {"systolic", "diastolic"}
+        assert wall in m["excursion_px"] and wall in m["excursion_mm"]
+    assert set(m["strain_peak_pct"]) == set(SEGMENTS)
+    assert isinstance(m["gls_pct"], float)
+    assert set(m["s_prime_cm_s"]) == {"septal", "lateral"} and set(m["e_prime_cm_s"]) == {"septal", "lateral"}
+    for arm in ("spatial", "temporal"):
+        s = d["saliency"][arm]
+        assert abs(sum(s["regions"].values()) - 1) < 1e-6 and 0 <= s["systole_share"] <= 1
+        assert len(s["time_curve"]) == 32
+    assert isinstance(d["quality"]["warnings"], list)
+    assert set(d["timings_ms"]) >= {"read", "preprocess", "flow", "cycle", "mechanics", "model", "saliency", "total"}
+
+
+def test_demo_measures_match_the_synthetic_truth(demo_result):
+    """The bundled clip is ttsfast.synth's tts preset, seed 3, 40 fps, 126 frames (JPEG q85)."""
+    from ttsfast.synth import generate
+
+    clip, gt = generate("tts", seed=3, fps=40, n_frames=126)
+    truth = gt.true_measures(beat=0)
+    d = demo_result.to_dict()
+    m = d["mechanics"]
+    assert d["cycle"]["beats"][0]["ed"] == pytest.approx(gt.ed_frames[0], abs=1)
+    assert d["cycle"]["heart_rate_bpm"] == pytest.approx(gt.heart_rate_bpm, rel=0.03)
+    # landmarks in original pixels (the clip's own pixels here) within 3 px of the truth
+    for k in ("septal_annulus", "lateral_annulus", "apex"):
+        assert np.hypot(*(np.array(d["landmarks"][k]) - gt.landmarks[k][gt.ed_frames[0]])) < 3.0, k
+    for wall in ("basal_inferoseptal", "basal_anterolateral"):
+        for ph in ("systolic", "diastolic"):
+            got, want = m["peak_displacement_px"][wall][ph], truth["peak_displacement_px"][wall][ph]
+            assert got == pytest.approx(want, abs=0.25), (wall, ph, got, want)
+        assert m["excursion_px"][wall] == pytest.approx(truth["excursion_px"][wall], abs=0.75)
+    assert m["gls_pct"] == pytest.approx(truth["gls_pct"], abs=1.5)
+
+
+def test_second_call_reloads_nothing_and_is_not_slower(demo_result):
+    from ttsfast.model import runtime
+
+    s1 = runtime.get_session()
+    r2 = analyze(demo_clip_path())
+    assert runtime.get_session() is s1
+    assert r2.p_tts == pytest.approx(demo_result.p_tts, abs=1e-6)
+    assert r2.timings_ms["model"] < 2000
+
+
+def test_coordinates_on_request(demo_result):
+    g = demo_result.to_dict(coords="grid")["landmarks"]
+    o = demo_result.to_dict()["landmarks"]
+    assert g["coords"] == "grid"
+    # the synthetic sector is letterboxed onto the grid: original = offset + scale * grid
+    back = demo_result.to_original(np.array(g["apex"]))
+    assert np.allclose(back, o["apex"], atol=0.02)
+    with pytest.raises(ValueError):
+        demo_result.to_dict(coords="mm")
+
+
+def test_caller_landmarks_are_used(demo_result):
+    lm = {k: demo_result.to_dict()["landmarks"][k] for k in ("septal_annulus", "lateral_annulus", "apex")}
+    r = analyze(demo_clip_path(), landmarks=lm, saliency=False)
+    d = r.to_dict()
+    assert d["landmarks"]["source"] == "caller"
+    assert d["saliency"] == {}
+    for k in lm:
+        assert np.allclose(d["landmarks"][k], lm[k], atol=0.05)
+
+
+def test_less_than_one_cycle_is_a_quality_error():
+    with pytest.raises(QualityError, match="cycle|beat"):
+        analyze(real_clip_path("tts_a4c_philips.mp4"))
+
+
+def test_real_control_clip_heart_rate():
+    r = analyze(real_clip_path("ctrl_a4c_ge_55hz.mp4"), fps=55)
+    d = r.to_dict()
+    assert d["cycle"]["fps_source"] == "caller"
+    assert d["cycle"]["heart_rate_bpm"] == pytest.approx(91, rel=0.05)
+    json.dumps(d, allow_nan=False)
+
+
+def test_bad_arguments():
+    with pytest.raises(InputError):
+        analyze(demo_clip_path(), device="tpu")
+    with pytest.raises(InputError):
+        analyze(demo_clip_path(), saliency="maybe")
+    with pytest.raises(InputError):
+        analyze("/nonexistent/clip.dcm")
+
+
+def test_write_report_is_complete_and_atomic(demo_result, tmp_path):
+    out = write_report(demo_result, tmp_path / "r")
+    names = {p.name for p in out.iterdir()}
+    assert names == {"report.json", "saliency.png", "mechanics.png", "overlay.mp4"}
+    assert json.loads((out / "report.json").read_text())["label"] == demo_result.label
+    import cv2
+
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 32
+    cap.release()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_cli_analyze_and_failure_exit_code(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    cmd = [sys.executable, "-m", "ttsfast.cli", "analyze", str(demo_clip_path()), str(bad), "-o", str(tmp_path / "o"),
+           "--no-video"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr
+    assert "bad.mp4: FAILED InputError" in p.stderr and "Traceback" not in p.stderr
+    assert (tmp_path / "o" / "demo_tts" / "report.json").is_file()
+    assert not (tmp_path / "o" / "bad").exists()

@@ -1,0 +1,230 @@
+"""``ttsfast.analyze()``: the only place that strings the stages together.
+
+read -> preprocess -> flow -> cycle -> mechanics -> model (ONNX Runtime) -> saliency, each
+timed. Nothing is reloaded on a second call in the same process: the ONNX Runtime session is
+cached by :mod:`ttsfast.model.runtime`, the Numba kernels by Numba's cache.
+"""
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from .clip import Clip
+from .errors import InputError, TTSFastError
+from .result import AnalysisResult, BeatArrays
+
+#: Frames per beat for the model and the paper's measure.
+N_BEAT = 32
+_DEVICES = {"auto": "auto", "cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round((time.perf_counter() - t0) * 1e3, 2)
+
+
+def _es_index(beat: tuple[int, int, int], n: int) -> int:
+    ed, es, ned = beat
+    return int(round((es - ed) / max(ned - ed, 1) * (n - 1)))
+
+
+def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, Any] | None = None,
+            model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
+            beat: int = 0, grid: tuple[int, int] = (256, 352), flow_backend: str = "native",
+            threads: int | None = None, keep_arrays: bool = True) -> AnalysisResult:
+    """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
+
+    Parameters
+    ----------
+    source : path, Clip or np.ndarray
+        DICOM, mp4/avi, gif, a folder of PNG frames, a :class:`~ttsfast.Clip`, or uint8
+        ``[T,H,W]`` / ``[T,H,W,3]`` frames.
+    fps : float, optional
+        Acquisition frame rate (frames/s) when the source does not carry a trustworthy one
+        (screen captures: the container's rate is the playback rate). DICOM FrameTime wins.
+    landmarks : mapping, optional
+        ``{"septal_annulus": (x, y), "lateral_annulus": (x, y), "apex": (x, y)}`` in
+        original-image pixels on the first end-diastolic frame; found automatically if None.
+    model : path, optional
+        An ONNX file with its model card, or a weights-only ``.pt`` checkpoint; None = the
+        shipped demo model (NOT trained on patients).
+    saliency : bool or str
+        True or ``"cam"``: the CAM fast path from the ONNX graph's activations (equal to
+        Grad-CAM for this head); ``"gradcam"``: the PyTorch hooks path (needs a ``.pt`` model
+        or the shipped checkpoint); False: no saliency.
+    device : str
+        ``"auto"`` (CUDA when ONNX Runtime offers it, else CPU), ``"cpu"`` or ``"cuda"``.
+    beat : int
+        Which complete beat to measure and score (0 = the first).
+    grid : (int, int)
+        Analysis grid (rows, cols); the paper's canvas is 256 x 352.
+    flow_backend : str
+        ``"native"`` (ttsfast's C++ Farneback) or ``"opencv"``.
+    threads : int, optional
+        Threads of the native kernels (default: all cores).
+    keep_arrays : bool
+        Keep the beat's frames, saliency and tracks in ``result.beat`` for figures.
+
+    Returns
+    -------
+    AnalysisResult
+
+    Raises
+    ------
+    InputError
+        Unreadable or invalid input or arguments.
+    QualityError
+        The clip cannot be measured (e.g. less than one complete cardiac cycle).
+    ModelError
+        The model file is missing or does not match its model card.
+    """
+    from .cycle import detect_cycles, resample_beat
+    from .flow import dense_flow
+    from .io import read_clip
+    from .mechanics import measure_mechanics
+    from .model.gradcam import cam_from_raw, region_shares
+    from .model.inputs import make_inputs
+    from .model.runtime import model_card, predict
+    from .preprocess import preprocess
+
+    if device not in _DEVICES:
+        raise InputError(f"device must be one of {sorted(_DEVICES)}, got {device!r}")
+    if saliency not in (True, False, "cam", "gradcam"):
+        raise InputError(f"saliency must be True, False, 'cam' or 'gradcam', got {saliency!r}")
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    t_start = time.perf_counter()
+
+    with _timed(timings, "read"):
+        if isinstance(source, Clip):
+            clip = source
+            if fps is not None and clip.fps_source not in ("dicom_frame_time", "dicom_frame_time_vector",
+                                                           "dicom_cine_rate"):
+                clip = Clip(clip.frames, fps=fps, fps_source="caller", mm_per_px=clip.mm_per_px,
+                            metadata=clip.metadata, warnings=list(clip.warnings), overlay_mask=clip.overlay_mask)
+        else:
+            clip = read_clip(source, fps=fps)
+    warnings += clip.warnings
+
+    with _timed(timings, "preprocess"):
+        prep = preprocess(clip, grid=grid)
+    warnings += [w for w in prep.warnings if w not in warnings]
+
+    with _timed(timings, "flow"):
+        flow = dense_flow(prep.frames, mask=prep.mask, threads=threads, backend=flow_backend)
+
+    with _timed(timings, "cycle"):
+        cyc = detect_cycles(flow, fps=prep.fps, mask=prep.mask)
+        warnings += [f"cycle: {w}" for w in cyc.warnings]
+        chosen = cyc.beat(beat)  # QualityError when the clip holds no complete beat
+
+    with _timed(timings, "mechanics"):
+        mech = measure_mechanics(prep.frames, flow, chosen, landmarks=landmarks, fps=prep.fps,
+                                 mm_per_px=prep.mm_per_px, to_original=prep.to_original,
+                                 to_grid=prep.to_grid, mask=prep.mask,
+                                 beat_times=cyc.beat_times[beat] if cyc.beat_times else None)
+        warnings += [f"mechanics: {w}" for w in mech.warnings]
+
+    ed, es, ned = chosen
+    es32 = _es_index(chosen, N_BEAT)
+    with _timed(timings, "model"):
+        frames_beat = resample_beat(prep.frames, ed, ned, N_BEAT)
+        flow_beat = resample_beat(flow, ed, ned, N_BEAT, kind="flow")
+        spatial, temporal = make_inputs(frames_beat, flow_beat, prep.mask)
+        out = predict(spatial, temporal, model=model, providers=_DEVICES[device],
+                      with_cam=saliency in (True, "cam"))
+        p_tts = float(out.p_tts[0])
+        label = "TTS" if p_tts >= 0.5 else "STEMI"
+        card = _card_summary(model, model_card)
+
+    sal_maps: dict[str, np.ndarray] = {}
+    sal_summary: dict[str, Any] = {}
+    with _timed(timings, "saliency"):
+        if saliency:
+            target = 1 if label == "TTS" else 0
+            out_size = (N_BEAT,) + tuple(prep.frames.shape[1:])
+            if saliency == "gradcam":
+                maps = _gradcam_maps(model, spatial, temporal, target, out_size)
+            else:
+                maps = cam_from_raw(out.cam_spatial, out.cam_temporal, classes=(target,), out_size=out_size)
+            lm_grid = {n: getattr(mech.landmarks, n) for n in ("septal_annulus", "lateral_annulus", "apex")}
+            for arm in ("spatial", "temporal"):
+                m = np.asarray(maps[arm][0, 0], np.float32)
+                m = m * prep.mask[None]
+                sal_maps[arm] = m
+                shares = region_shares(m, lm_grid, 0, es32)
+                curve = m.reshape(N_BEAT, -1).sum(1)
+                total = float(curve.sum())
+                sal_summary[arm] = {
+                    "target_class": label,
+                    "regions": shares.regions,
+                    "base_share": shares.base, "mid_share": shares.mid, "apical_share": shares.apical,
+                    "systole_share": shares.systole, "diastole_share": shares.diastole,
+                    "time_curve": (curve / total).round(5).tolist() if total > 0 else None,
+                    "method": "gradcam" if saliency == "gradcam" else "cam",
+                }
+                warnings += [f"saliency {arm}: {n}" for n in shares.notes]
+    timings["total"] = round((time.perf_counter() - t_start) * 1e3, 2)
+
+    mdict = mech.to_dict()
+    lmd = mdict.pop("landmarks")
+    cycle = cyc.to_dict()
+    cycle.update(fps=prep.fps, fps_source=prep.fps_source,
+                 beats=[{"ed": int(a), "es": int(b), "next_ed": int(c)} for a, b, c in cyc.beats],
+                 chosen_beat=int(beat))
+    landmarks_grid = {n: [float(v) for v in getattr(mech.landmarks, n)] for n in ("septal_annulus", "lateral_annulus", "apex")}
+    landmarks_grid.update(source=lmd.get("source"), confidence=lmd.get("confidence"), mirrored=lmd.get("mirrored"))
+    arrays = None
+    if keep_arrays:
+        tracks = {k: np.asarray(v) for k, v in mech.tracks.items()}
+        arrays = BeatArrays(frames=frames_beat, saliency=sal_maps, tracks=_tracks_on_beat(tracks, N_BEAT),
+                            es_index=es32)
+    source_info = {k: v for k, v in clip.metadata.items()}
+    source_info.update(n_frames=clip.n_frames, original_size=list(clip.shape), mm_per_px=clip.mm_per_px,
+                       grid=list(prep.grid), grid_mm_per_px=prep.mm_per_px, grid_scale=prep.scale)
+    if isinstance(source, (str, os.PathLike)):
+        source_info["file"] = Path(source).name
+    return AnalysisResult(p_tts=p_tts, label=label, model=card, cycle=cycle, landmarks=landmarks_grid,
+                          mechanics=mdict, saliency=sal_summary, warnings=_dedupe(warnings),
+                          timings_ms=timings, source=source_info, beat=arrays, to_original=prep.to_original)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return [w for w in items if not (w in seen or seen.add(w))]
+
+
+def _tracks_on_beat(tracks: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+    """Keep trajectories that are sampled on the resampled beat (length n in time)."""
+    return {k: v for k, v in tracks.items() if v.ndim in (2, 3) and v.shape[0] == n and v.shape[-1] == 2}
+
+
+def _card_summary(model: Any, model_card: Any) -> dict[str, Any]:
+    """name, sha256, trained_on (and the not-for-patients note) of the model in use."""
+    if model is not None and Path(model).suffix.lower() == ".pt":
+        return {"name": Path(model).name, "sha256": None, "trained_on": "user checkpoint (unknown)"}
+    try:
+        card = model_card(model)
+    except TTSFastError as exc:
+        return {"name": Path(model).name if model else "default", "sha256": None, "trained_on": None,
+                "card_error": str(exc)}
+    return {"name": card.get("name"), "sha256": card.get("sha256"), "trained_on": card.get("trained_on"),
+            "warning": card.get("warning")}
+
+
+def _gradcam_maps(model: Any, spatial: np.ndarray, temporal: np.ndarray, target: int,
+                  out_size: tuple[int, ...]) -> dict[str, np.ndarray]:
+    from .model.gradcam import grad_cam
+    from .model.runtime import load_torch_model
+
+    net = load_torch_model(model)
+    return grad_cam(net, spatial, temporal, classes=(target,), out_size=out_size)
