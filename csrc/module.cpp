@@ -5,6 +5,7 @@
 namespace py = pybind11;
 
 void register_preprocess(py::module_& m);
+void register_flow(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
     m.doc() = "ttsfast native kernels (C++17)";
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_native, m) {
         return d;
     }, "Build type, compiler and flags the native module was compiled with.");
     register_preprocess(m);
+    register_flow(m);
 }

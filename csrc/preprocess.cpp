@@ -166,10 +166,10 @@ py::tuple temporal_stats(const py::array& frames_in, int threads) {
     return py::make_tuple(stdv, mean);
 }
 
-// Crop the box [x0, x0+cw) x [y0, y0+ch) (float, in source pixels, pixel-centre convention)
-// of every frame and resize it bilinearly to [out_h, out_w]. Samples outside the source are 0.
-U8Array crop_resize(const py::array& frames_in, double x0, double y0, double cw, double ch,
-                    int out_h, int out_w, int threads) {
+// Validation shared by the crop+resize kernels: a non-empty uint8 [T,H,W] clip, an output
+// size within 1..8192 and a finite crop box of positive size within +-1e7 px.
+void check_crop_args(const py::array& frames_in, double x0, double y0, double cw, double ch,
+                     int out_h, int out_w) {
     require_3d_u8(frames_in, "frames");
     if (out_h < 1 || out_w < 1 || out_h > 8192 || out_w > 8192)
         throw py::value_error("output size must be within 1..8192, got " +
@@ -178,6 +178,13 @@ U8Array crop_resize(const py::array& frames_in, double x0, double y0, double cw,
         !std::isfinite(cw) || !std::isfinite(ch) || std::fabs(x0) > 1e7 || std::fabs(y0) > 1e7 ||
         cw > 1e7 || ch > 1e7)
         throw py::value_error("crop box must be finite, within +-1e7 px, with positive width and height");
+}
+
+// Crop the box [x0, x0+cw) x [y0, y0+ch) (float, in source pixels, pixel-centre convention)
+// of every frame and resize it bilinearly to [out_h, out_w]. Samples outside the source are 0.
+U8Array crop_resize(const py::array& frames_in, double x0, double y0, double cw, double ch,
+                    int out_h, int out_w, int threads) {
+    check_crop_args(frames_in, x0, y0, cw, ch, out_h, out_w);
     auto frames = U8Array::ensure(frames_in);
     const std::ptrdiff_t T = frames.shape(0), H = frames.shape(1), W = frames.shape(2);
     U8Array out({static_cast<std::ptrdiff_t>(T), static_cast<std::ptrdiff_t>(out_h),
@@ -284,14 +291,7 @@ AreaTaps area_taps(double o, double s, int n_out, std::ptrdiff_t n_src) {
 // (x0 + (i+0.5)*width/out_w - 0.5, y0 + (j+0.5)*height/out_h - 0.5). Outside the source: 0.
 U8Array crop_resize_area(const py::array& frames_in, double x0, double y0, double cw, double ch,
                          int out_h, int out_w, int threads) {
-    require_3d_u8(frames_in, "frames");
-    if (out_h < 1 || out_w < 1 || out_h > 8192 || out_w > 8192)
-        throw py::value_error("output size must be within 1..8192, got " +
-                              std::to_string(out_h) + "x" + std::to_string(out_w));
-    if (!(cw > 0) || !(ch > 0) || !std::isfinite(x0) || !std::isfinite(y0) ||
-        !std::isfinite(cw) || !std::isfinite(ch) || std::fabs(x0) > 1e7 || std::fabs(y0) > 1e7 ||
-        cw > 1e7 || ch > 1e7)
-        throw py::value_error("crop box must be finite, within +-1e7 px, with positive width and height");
+    check_crop_args(frames_in, x0, y0, cw, ch, out_h, out_w);
     auto frames = U8Array::ensure(frames_in);
     const std::ptrdiff_t T = frames.shape(0), H = frames.shape(1), W = frames.shape(2);
     U8Array out({static_cast<std::ptrdiff_t>(T), static_cast<std::ptrdiff_t>(out_h),
