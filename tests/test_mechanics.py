@@ -446,6 +446,48 @@ def test_synth_auto_landmarks(preset, mirrored, synth_cache):
         pytest.xfail(f"auto landmarks: target 3 px missed, worst {max(err.values()):.2f} px")
 
 
+LANDMARK_CLIPS = [("normal", 0, False), ("normal", 1, True), ("tts", 0, False), ("tts", 1, True),
+                  ("stemi_anterior", 0, False), ("stemi_anterior", 1, True)]
+
+
+@pytest.fixture(scope="module")
+def pipeline_landmark_errors():
+    """Automatic landmarks through the real pipeline (preprocess -> dense_flow -> detect_cycles
+    -> detect_landmarks) on six noisy synthetic clips, three of them mirrored; errors in
+    ORIGINAL clip pixels against the truth on the ED frame used."""
+    import ttsfast
+    from ttsfast.cycle import detect_cycles
+    from ttsfast.landmarks import LANDMARK_NAMES, detect_landmarks
+
+    rows = []
+    for preset, seed, mirrored in LANDMARK_CLIPS:
+        clip, gt = _generate(preset=preset, seed=seed, n_frames=72, mirrored=mirrored)
+        prep = ttsfast.preprocess(clip)
+        flow = ttsfast.dense_flow(prep.frames, mask=prep.mask)
+        cyc = detect_cycles(flow, fps=prep.fps, mask=prep.mask)
+        ed = cyc.beats[0][0]
+        lm = detect_landmarks(prep.frames, flow, cyc.beats[0], mask=prep.mask)
+        got = prep.to_original(lm.as_array())
+        err = [float(np.hypot(*(got[i] - gt.landmarks[n][ed]))) for i, n in enumerate(LANDMARK_NAMES)]
+        rows.append((preset, seed, mirrored, lm.mirrored == gt.mirrored, lm.confidence, err))
+    return rows
+
+
+def test_synth_auto_landmarks_pipeline(pipeline_landmark_errors):
+    rows = pipeline_landmark_errors
+    e = np.array([r[5] for r in rows])
+    for preset, seed, mir, ok, conf, err in rows:
+        print(f"\n{preset} seed {seed} mirrored={mir}: landmark error original px "
+              f"(septal, lateral, apex) {np.round(err, 2).tolist()}, confidence {conf:.2f}", end="")
+    print(f"\nmedian {np.round(np.median(e, 0), 2).tolist()}, max {np.round(e.max(0), 2).tolist()}")
+    assert all(r[3] for r in rows)  # display (mirrored or not) found on every clip
+    # measured (issue 5 follow-up): median 0.8 / 2.5 / 2.2 px, max 3.0 / 8.9 / 4.3 px (septal, lateral, apex)
+    assert np.all(np.median(e, axis=0) <= 3.0) and e[:, [0, 2]].max() <= 5.0 and e.max() <= 12.0
+    if e.max() > 3.0:  # reported to the lead: the 3 px target is not met on every clip yet
+        pytest.xfail(f"auto landmarks: 3 px target missed on {int((e.max(1) > 3).sum())}/{len(rows)} clips, "
+                     f"worst {e.max():.2f} px (median per landmark {np.round(np.median(e, 0), 2).tolist()})")
+
+
 def test_synth_auto_landmarks_feed_measures(synth_cache):
     from ttsfast.cycle import detect_cycles
 

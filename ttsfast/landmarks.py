@@ -290,7 +290,7 @@ def _otsu(values: np.ndarray) -> float:
     return float(centres[int(np.argmax(between))])
 
 
-def _lv_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def _lv_cavity(img: np.ndarray, mask: np.ndarray, thr_factor: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
     """bool [H, W] LV cavity, and the other large cavities, on a smoothed ED frame: of the cavities enclosed by bright
     tissue (holes of the closed tissue mask), the one whose top is nearest the transducer (the
     LV apex is the highest cavity point of an apical view). Gaps in the walls (drop-out) are
@@ -300,7 +300,7 @@ def _lv_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.n
     vals = img[mask]
     if vals.size < 100:
         raise QualityError("the sector is too small to find the heart's landmarks")
-    thr = _otsu(vals)
+    thr = thr_factor * _otsu(vals)
     tissue = ((img > thr) & mask).astype(np.uint8)
     h, w = img.shape
     min_area = 0.01 * mask.sum()
@@ -345,6 +345,38 @@ def _lv_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.n
     raise QualityError("no cardiac cavity enclosed by tissue in the end-diastolic frame; pass landmarks=")
 
 
+def _elongation(region: np.ndarray) -> float:
+    """Ratio of the principal axes (sqrt of the eigenvalues' ratio) of a bool region."""
+    ys, xs = np.nonzero(region)
+    if xs.size < 10:
+        return 0.0
+    ev = np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(float)))
+    return float(np.sqrt(ev[1] / max(ev[0], 1e-9)))
+
+
+def _elongated_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], bool]:
+    """The LV cavity found with the Otsu tissue threshold, or lower ones when the cavity found
+    is not LV-shaped: a faint septum or atrioventricular junction lets the blood pools merge
+    into a round region spanning several chambers, while an LV in an apical view is about twice
+    as long as it is wide. Returns (cavity, other cavities, whether an LV-shaped one was found);
+    without one, the most elongated candidate."""
+    best = None
+    for fac in (1.0, 0.8, 0.6, 0.45, 0.35, 0.25):
+        try:
+            cav, others = _lv_cavity(img, mask, fac)
+        except QualityError:
+            continue
+        el = _elongation(cav)
+        area = cav.sum() / max(int(mask.sum()), 1)
+        if el >= 2.0 and 0.03 <= area <= 0.3:
+            return cav, others, True
+        if best is None or el > best[0]:
+            best = (el, cav, others)
+    if best is None:
+        raise QualityError("no cardiac cavity enclosed by tissue in the end-diastolic frame; pass landmarks=")
+    return best[1], best[2], False
+
+
 def _wall_profile(img: np.ndarray, start: np.ndarray, direction: np.ndarray, max_len: float) -> tuple[float, float]:
     """Walk from a cavity border point outward; return (distance to the mid-wall, wall thickness)
     in px: the bright band's middle, the band being where the intensity is above half its peak."""
@@ -367,6 +399,110 @@ def _wall_profile(img: np.ndarray, start: np.ndarray, direction: np.ndarray, max
     return 0.5 * (tt[lo] + tt[hi]), float(tt[hi] - tt[lo])
 
 
+def _band_width(img: np.ndarray, start: np.ndarray, direction: np.ndarray, thr: float, max_len: float) -> float:
+    """Width (px) of the tissue band met walking from a cavity border point outward: from the
+    border to the last point above ``thr`` (tissue) before 3 px in a row below it (blood or
+    background beyond the wall); speckle gaps shorter than that do not end the band."""
+    t = np.arange(0.0, max_len, 0.5)
+    v = _bilinear_img(img, start[None, :] + t[:, None] * direction[None, :])
+    above = v > thr
+    if not above[:6].any():
+        return 0.0
+    last = 0
+    gap = 0
+    for i in range(above.size):
+        if above[i]:
+            last, gap = i, 0
+        else:
+            gap += 1
+            if gap >= 6 and last > 0:
+                break
+    return float(t[last])
+
+
+def _fit_wall_line(pts: np.ndarray, y_eval: float, deg: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
+    """Robust polynomial ``x = f(y)`` (degree ``deg``) through wall points ``[N, 2]`` (outliers
+    beyond 2.5 MAD dropped, three rounds), evaluated at row ``y_eval``.
+
+    Returns
+    -------
+    (point, direction) or None
+        The curve's point at ``y_eval`` and its unit tangent there, pointing down (toward the
+        base); None with too few points.
+    """
+    q = pts[np.all(np.isfinite(pts), axis=1)]
+    need = 4 * (deg + 1)
+    if q.shape[0] < need:
+        return None
+    keep = np.ones(q.shape[0], bool)
+    c = None
+    for _ in range(3):
+        if keep.sum() < need:
+            return None
+        c = np.polyfit(q[keep, 1], q[keep, 0], deg)
+        r = np.abs(q[:, 0] - np.polyval(c, q[:, 1]))
+        mad = float(np.median(r[keep])) + 0.5
+        keep = r <= 2.5 * 1.4826 * mad
+    slope = float(np.polyval(np.polyder(c), y_eval))
+    d = np.array([slope, 1.0]) / np.hypot(slope, 1.0)
+    return np.array([float(np.polyval(c, y_eval)), float(y_eval)]), d
+
+
+def _band_profile(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, s: np.ndarray,
+                  half: float) -> np.ndarray:
+    """Mean intensity of a band ``2 half`` px wide across the line ``origin + s tdir``, at each s."""
+    nrm = np.array([-tdir[1], tdir[0]])
+    off = np.linspace(-half, half, max(3, int(2 * half) + 1))
+    pts = origin[None, None, :] + s[:, None, None] * tdir[None, None, :] + off[None, :, None] * nrm[None, None, :]
+    return _bilinear_img(img, pts).mean(axis=1)
+
+
+def _snap_bright(img: np.ndarray, p: np.ndarray, radius: float) -> np.ndarray:
+    """The brightest pixel of ``img`` within ``radius`` px of ``p`` (the fibrous annulus is the
+    most echogenic tissue at the hinge), or ``p`` when the disc leaves the image."""
+    h, w = img.shape
+    r = int(np.ceil(radius))
+    x0, y0 = int(round(p[0])), int(round(p[1]))
+    if x0 - r < 0 or y0 - r < 0 or x0 + r >= w or y0 + r >= h:
+        return p
+    yy, xx = np.mgrid[y0 - r:y0 + r + 1, x0 - r:x0 + r + 1]
+    v = np.where(np.hypot(xx - p[0], yy - p[1]) <= radius, img[yy, xx], -np.inf)
+    i = np.unravel_index(int(np.argmax(v)), v.shape)
+    return np.array([float(xx[i]), float(yy[i])])
+
+
+def _annulus_on_wall(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall_px: float,
+                     search: float, prior_sd: float) -> tuple[float, float]:
+    """Where the wall's bright band ends at the base, along the mid-wall line.
+
+    The mitral annulus is the fibrous hinge at the basal end of the ventricular wall: below it
+    the thick, bright myocardium gives way to the thin atrial wall or the atrial cavity. The
+    band-averaged intensity along the mid-wall line drops there; the hinge itself is the last
+    bright tissue, about 0.3 wall thicknesses before the drop (the half-width of the fibrous
+    ring). The drop nearest the motion estimate (``s = 0``; Gaussian prior ``prior_sd`` px)
+    is chosen among those within ``search`` px.
+
+    Returns
+    -------
+    s_annulus : float
+        Position of the annulus along the line, px from ``origin`` (positive toward the base).
+    strength : float
+        Relative intensity drop (0..1) at the chosen edge; small when no wall end is seen.
+    """
+    s = np.arange(-search - 6.0, search + 6.0 + 0.5, 1.0)
+    prof = _band_profile(img, origin, tdir, s, max(2.0, 0.3 * wall_px))
+    prof = np.convolve(np.pad(prof, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
+    lag = 2
+    drop = np.full(s.size, -np.inf)
+    drop[lag:-lag] = prof[:-2 * lag] - prof[2 * lag:]
+    rel = drop / np.maximum(prof[np.clip(np.arange(s.size) - lag, 0, s.size - 1)], 1.0)
+    inside = np.abs(s) <= search
+    score = np.where(inside, rel * np.exp(-0.5 * (s / prior_sd) ** 2), -np.inf)
+    k = int(np.argmax(score))
+    strength = float(np.clip(rel[k], 0.0, 1.0)) if np.isfinite(rel[k]) else 0.0
+    return float(s[k] - 0.3 * wall_px), strength
+
+
 def detect_landmarks(
     frames: np.ndarray,
     flow: np.ndarray,
@@ -381,8 +517,19 @@ def detect_landmarks(
     LV apex is the highest cavity point of an apical view); its left and right borders are
     followed down from the apex; along each, points on the middle of the wall are tracked from
     ED to ES with the dense flow, and the annulus is where the systolic longitudinal excursion
-    peaks (the AV plane moves most; the atrial wall above it is pulled back less). The apex is
-    the cavity top moved up by half the wall thickness (mid-wall, like the annulus points).
+    peaks (the AV plane moves most; the atrial wall above it is pulled back less). That peak is
+    flat over several px, so it only seeds the image search: the mid-wall line (the cavity
+    border fitted above the leaflets' reach, moved out by half the wall thickness) is followed
+    to where the wall's bright band ends at the base; the annulus (mid-wall hinge) is the last
+    bright tissue, 0.3 wall thicknesses before that drop, snapped to the brightest pixel
+    within 0.4 wall thicknesses (the fibrous annulus is the most echogenic tissue of the hinge).
+    A refinement that strays more than 1.2 wall thicknesses from the motion estimate is
+    dropped (motion estimate kept, lower confidence). The apex: along the axis from the
+    annulus midpoint through the middle of the cavity's cap (the top of the cavity seen from
+    the mitral plane), the endocardial edge where the intensity rises to 80 % of the tissue
+    level, moved out by half the wall thickness (mid-wall, like the annulus points). The cavity
+    is the one found with the Otsu tissue threshold, or a lower one when that cavity is not
+    LV-shaped (faint septum: the blood pools of several chambers merged).
     The display is standard (LV on the right) when the septal wall, the one with a cavity (the
     RV) beyond it, is the left border; ``mirrored`` overrides that.
 
@@ -417,10 +564,12 @@ def detect_landmarks(
         mask = frames.max(axis=0) > 0
     mask = np.asarray(mask, dtype=bool)
     img = cv2.GaussianBlur(frames[ed].astype(np.float32), (0, 0), 2.0)
-    cav, others = _lv_cavity(img, mask)
+    cav, others, cav_ok = _elongated_cavity(img, mask)
     ys, xs = np.nonzero(cav)
     y_top = int(ys.min())
     warnings: list[str] = []
+    if not cav_ok:
+        warnings.append("the LV cavity is not clearly separated from the other chambers (faint walls)")
     # cavity borders row by row, following the run that holds the cavity's axis
     rows = np.arange(y_top, int(ys.max()) + 1)
     left = np.full(rows.size, np.nan)
@@ -442,6 +591,7 @@ def detect_landmarks(
     # mid-wall points on both borders (horizontal outward walk), and wall thickness
     mids = {}
     thick = []
+    thick_side: dict[str, list[float]] = {}
     for side, border, sgn in (("left", left, -1.0), ("right", right, 1.0)):
         pts = np.full((rows.size, 2), np.nan)
         for i in np.flatnonzero(valid)[::1]:
@@ -449,8 +599,30 @@ def detect_landmarks(
             if t_w > 0:
                 pts[i] = (border[i] + sgn * d, rows[i])
                 thick.append(t_w)
+                thick_side.setdefault(side, []).append(t_w)
         mids[side] = pts
     wall_px = float(np.median(thick)) if thick else 8.0
+    # wall thickness. "narrow": the thinner side's median half-max band width (the septum lies
+    # between two blood pools, the lateral wall's band often takes in the pericardium); "wide":
+    # the band width at the level half-way between blood and tissue with speckle gaps bridged
+    thr_t = _otsu(img[mask])
+    blood = float(np.median(img[cav]))
+    tissue_lvl = float(np.median(img[mask & (img > thr_t)]))
+    thr = 0.5 * (tissue_lvl + blood)
+    bw = {}
+    for side, border, sgn in (("left", left, -1.0), ("right", right, 1.0)):
+        wv = [_band_width(img, np.array([border[i], rows[i]], float), np.array([sgn, 0.0]), thr, 40.0)
+              for i in np.flatnonzero(valid)[int(0.2 * valid.sum()):int(0.7 * valid.sum())]]
+        wv = [x for x in wv if x > 0]
+        if len(wv) >= 5:
+            bw[side] = float(np.median(wv))
+    narrow = min((float(np.median(v)) for v in thick_side.values() if len(v) >= 5), default=wall_px)
+    wide = min(bw.values()) if bw else narrow
+    # the two estimates bracket the wall (half of the peak above the border value cuts the
+    # band short; the blood/tissue mid level with speckle gaps bridged takes in the blur of
+    # both edges); their mean sets the apex's mid-wall offset, while the annulus search offsets
+    # the cavity border by half of "narrow", the width measured from that same border
+    wall_ref = 0.5 * (narrow + wide)
     # systolic longitudinal excursion of the mid-wall points (up = toward the apex)
     exc = {}
     for side, pts in mids.items():
@@ -465,6 +637,7 @@ def detect_landmarks(
     # the annulus: peak excursion on the lower half of each border (smoothed along the border)
     ann = {}
     prom = []
+    strengths: list[float] = []
     n_rows = rows.size
     for side in ("left", "right"):
         e = exc[side].copy()
@@ -479,20 +652,66 @@ def detect_landmarks(
         lo = int(0.35 * n_rows)
         k = lo + int(np.argmax(es_[lo:]))
         ann[side] = mids[side][k] if np.all(np.isfinite(mids[side][k])) else np.array([np.nan, rows[k]])
+        # refine on the image: where the wall's bright band ends, along the mid-wall line fitted
+        # above the leaflets' reach (the motion peak is flat over several px)
+        border = left if side == "left" else right
+        sgn = -1.0 if side == "left" else 1.0
+        sl = slice(max(0, k - int(0.45 * n_rows)), max(1, k - int(0.12 * n_rows)))
+        bpts = np.stack([border[sl], rows[sl].astype(float)], axis=1)
+        fit = _fit_wall_line(bpts, float(rows[k]), 1)
+        if fit is not None:
+            p0, tdir = fit
+            nrm = np.array([tdir[1], -tdir[0]]) * sgn * np.sign(tdir[1])  # outward, across the wall
+            if nrm[0] * sgn < 0:
+                nrm = -nrm
+            half = 0.5 * narrow * abs(tdir[1])  # horizontal width -> width across the wall
+            origin = p0 + half * nrm  # mid-wall line, level with the motion estimate
+            s_a, strength = _annulus_on_wall(img, origin, tdir, wall_px, max(6.0, 1.5 * wall_px), 0.7 * wall_px)
+            cand = origin + s_a * tdir
+            coarse = ann[side]
+            if np.all(np.isfinite(coarse)) and np.hypot(*(cand - coarse)) > 1.2 * wall_px:
+                # the fitted wall line strays from the wall the motion found (irregular border):
+                # keep the motion estimate
+                strengths.append(0.0)
+            else:
+                ann[side] = _snap_bright(img, cand, 0.4 * narrow)
+                strengths.append(strength)
+        else:
+            strengths.append(0.0)
+            warnings.append(f"{side} annulus placed from wall motion only (wall line not found)")
         prom.append(float(np.clip((es_[k] - np.median(es_[: max(lo, 1)])) / max(es_[k], 1e-6), 0, 1)))
         if not np.all(np.isfinite(ann[side])):
             raise QualityError(f"no {side} annulus found; pass landmarks=")
-    # apex: top of the cavity, moved up by half the wall thickness along the provisional axis
-    # endocardial apex: the cavity pixels farthest from the annulus midpoint
+    # apex: the endocardial apex is the top of the cavity seen from the mitral plane (its
+    # farthest pixels along the normal to the annulus line); the mid-wall apex lies half a wall
+    # thickness beyond it
     mid = 0.5 * (ann["left"] + ann["right"])
-    dist = np.hypot(xs - mid[0], ys - mid[1])
-    far = dist >= dist.max() - 1.5
-    apex_endo = np.array([xs[far].mean(), ys[far].mean()], dtype=float)
-    u = apex_endo - mid
-    u /= max(np.hypot(*u), 1e-9)
-    apex_endo = apex_endo + 0.5 * u  # pixel centre -> cavity edge
-    d_mid, t_ap = _wall_profile(img, apex_endo, u, 30.0)
-    apex = apex_endo + (d_mid if t_ap > 0 else 0.5 * wall_px) * u
+    a_dir = ann["right"] - ann["left"]
+    u = np.array([a_dir[1], -a_dir[0]]) / max(np.hypot(*a_dir), 1e-9)
+    if u[1] > 0:
+        u = -u
+    proj = (xs - mid[0]) * u[0] + (ys - mid[1]) * u[1]
+    across = (xs - mid[0]) * u[1] - (ys - mid[1]) * u[0]
+    # across the axis: the middle of the cavity's cap (its top 4 % of the length), so that a
+    # broad, flat or cluttered apex does not pull the point to one corner
+    cap_ = proj >= 0.96 * proj.max()
+    apex_endo = mid + (proj.max() + 0.5) * u + float(np.mean(across[cap_])) * np.array([u[1], -u[0]])
+    # the endocardial edge itself: walking up the axis through the cap's middle from the middle
+    # of the cavity, the first place where the band-averaged intensity stays (3 px) above 80 %
+    # of the way from blood to tissue: apical trabeculae and near-field haze, between the two
+    # levels, end the cavity found by thresholding short of the compact myocardium
+    ua = apex_endo - mid
+    ln = float(np.hypot(*ua))
+    ua /= max(ln, 1e-9)
+    t = np.arange(0.5 * ln, ln + 2.0 * wall_ref, 0.5)
+    prof = _band_profile(img, mid, ua, t, 3.0)
+    above = prof > blood + 0.8 * (tissue_lvl - blood)
+    run = np.convolve(above.astype(float), np.ones(6), mode="full")[5:]  # this and the next 2.5 px
+    hit = np.flatnonzero(run >= 6)
+    if hit.size:
+        apex_endo = mid + float(t[hit[0]]) * ua
+        u = ua
+    apex = apex_endo + 0.5 * wall_ref * u
     # which border is septal. Cue 1: the RV, another large cavity level with the LV, lies beyond
     # the septum. Cue 2: the LV lies off the sector's axis toward its own side.
     lv_cx = float(xs.mean())
@@ -527,6 +746,14 @@ def detect_landmarks(
     conf = float(np.clip(0.5 * min(prom) + 0.5 * conf_mirror, 0.0, 1.0))
     if mirrored is not None:
         conf = float(np.clip(0.5 * min(prom) + 0.5, 0.0, 1.0))
+    # the image cue: a wall whose bright band does not visibly end at the base (relative drop
+    # < 0.3) leaves the annulus to the flat motion peak, uncertain by several px
+    conf *= 0.75 + 0.25 * min(1.0, min(strengths) / 0.3)
+    if min(strengths) < 0.15:
+        warnings.append("the basal end of a wall was not found on the image; annulus placed from wall motion "
+                        "only (uncertain by several px)")
+    if not cav_ok:
+        conf *= 0.7
     if conf < 0.5:
         warnings.append(f"automatic landmarks have low confidence ({conf:.2f}); check them or pass landmarks=")
     return Landmarks(np.asarray(sep, float), np.asarray(lat, float), np.asarray(apex, float), source="auto",

@@ -22,45 +22,24 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError, QualityError, TTSFastError
+from ..stats import classification_metrics, roc_auc
 from .inputs import MODEL_H, MODEL_T, MODEL_W, make_inputs
 
 CLASS_DIRS = {"STEMI": 0, "TTS": 1}
 
 
 # ----------------------------------------------------------------------------- metrics
-def auc(y: np.ndarray, score: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties).
-    ``y`` in {0, 1}; returns nan when only one class is present."""
-    y = np.asarray(y).astype(int).ravel()
-    s = np.asarray(score, dtype=np.float64).ravel()
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), np.float64)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2.0) / (n1 * n0))
+#: AUC with average ranks for ties (one implementation for the whole package).
+auc = roc_auc
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, AUC, sensitivity (class 1 = TTS) and specificity of probabilities ``p``."""
+    """Accuracy, AUC, sensitivity (class 1 = TTS) and specificity of probabilities ``p``,
+    with the class counts (:func:`ttsfast.stats.classification_metrics`)."""
     y = np.asarray(y).astype(int).ravel()
-    p = np.asarray(p, dtype=np.float64).ravel()
-    pred = (p >= threshold).astype(int)
-    tp = int(((pred == 1) & (y == 1)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    n1, n0 = int((y == 1).sum()), int((y == 0).sum())
-    return {"n": int(len(y)), "n_tts": n1, "n_stemi": n0,
-            "accuracy": float((tp + tn) / max(len(y), 1)), "auc": auc(y, p),
-            "sensitivity": float(tp / n1) if n1 else float("nan"),
-            "specificity": float(tn / n0) if n0 else float("nan")}
+    out = classification_metrics(y, np.asarray(p, dtype=np.float64).ravel(), threshold)
+    out.update(n_tts=int((y == 1).sum()), n_stemi=int((y == 0).sum()))
+    return out
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> dict[str, Any]:
