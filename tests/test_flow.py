@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-cv2 = pytest.importorskip("cv2")
+import cv2  # noqa: E402  (a hard dependency: never skip the flow tests)
 
-from tests.conftest import real_clip_path  # noqa: E402
+from conftest import real_clip_path  # noqa: E402
 from ttsfast import dense_flow  # noqa: E402
 from ttsfast.errors import InputError, TTSFastError  # noqa: E402
 from ttsfast.flow import DEFAULT_FLOW_PARAMS, STUDY_FLOW_PARAMS  # noqa: E402
