@@ -165,7 +165,7 @@ def test_parity_real_screen_capture(name):
 def test_parity_synthetic_echo_black_background(name):
     """Echo frames are exactly 0 outside the sector: the native kernel skips the blank
     area; results equal OpenCV's and the kernel's own full computation."""
-    synth = pytest.importorskip("ttsfast.synth")
+    import ttsfast.synth as synth
     from ttsfast._nativelib import native
 
     clip, _ = synth.generate("tts", 4, n_frames=5, fps=30.0, height=384, width=528,
@@ -232,7 +232,7 @@ SYNTH_CLIPS = [("normal", 1, 50.0), ("tts", 2, 30.0), ("stemi_anterior", 3, 25.0
 def synth_errors():
     """Per ttsfast.synth clip (8 frames): end-point errors in the myocardium of native
     (defaults), OpenCV (same parameters) and DIS MEDIUM, and the true motion magnitude."""
-    synth = pytest.importorskip("ttsfast.synth")
+    import ttsfast.synth as synth
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     out = {}
     for preset, seed, fps in SYNTH_CLIPS:

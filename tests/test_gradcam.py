@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from ttsfast.errors import InputError  # noqa: E402

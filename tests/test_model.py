@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402
 
 # export/ is a repository tool, not part of the installed package: make it importable without
 # shadowing the installed ttsfast (appended, not prepended).

@@ -202,24 +202,45 @@ def test_deterministic_for_a_seed():
 
 
 def test_presets_differ_as_specified():
-    def mean_strain(preset: str) -> dict:
-        ms = [true_measures_fast(preset, s)["strain_peak_pct"] for s in range(12)]
-        return {k: float(np.mean([m[k] for m in ms])) for k in SEGMENTS}
+    """Normal hearts shorten everywhere. TTS and anterior STEMI both have hypokinetic to
+    akinetic apices and overlap as real patients do (severity and extent drawn per patient),
+    but differ in distribution: TTS is circumferential (both walls alike, mid and apical),
+    STEMI follows the LAD (septum and apex worse than the lateral wall)."""
+    def strains(preset: str, n: int) -> dict:
+        ms = [true_measures_fast(preset, s)["strain_peak_pct"] for s in range(n)]
+        return {k: np.array([m[k] for m in ms]) for k in SEGMENTS}
 
-    nrm, tts, stemi = mean_strain("normal"), mean_strain("tts"), mean_strain("stemi_anterior")
+    nrm, tts, stemi = strains("normal", 12), strains("tts", 40), strains("stemi_anterior", 40)
+    med = {name: {k: float(np.median(v)) for k, v in d.items()} for name, d in
+           (("tts", tts), ("stemi", stemi))}
     for k in SEGMENTS:
-        assert nrm[k] < -13.0, (k, nrm[k])
-    for k in ("mid_inferoseptal", "apical_inferoseptal", "mid_anterolateral", "apical_anterolateral"):
-        assert abs(tts[k]) < 3.5, (k, tts[k])  # akinetic
+        assert nrm[k].mean() < -13.0, (k, nrm[k].mean())
+    # TTS: hypokinetic to akinetic mid and apical segments (normal ~ -16 to -21 %)
+    for k in ("apical_inferoseptal", "apical_anterolateral"):
+        assert med["tts"][k] > -6.0, (k, med["tts"][k])
+    for k in ("mid_inferoseptal", "mid_anterolateral"):
+        assert med["tts"][k] > -10.0, (k, med["tts"][k])
     for k in ("basal_inferoseptal", "basal_anterolateral"):
-        assert -13.0 < tts[k] < -5.0, (k, tts[k])  # reduced, but the base still shortens
+        assert -13.0 < tts[k].mean() < -5.0, (k, tts[k].mean())  # reduced, but the base still shortens
+    # ... circumferential: the two walls' mid segments alike in TTS, not in STEMI
+    tts_asym = np.median(np.abs(tts["mid_inferoseptal"] - tts["mid_anterolateral"]))
+    stemi_asym = np.median(stemi["mid_inferoseptal"] - stemi["mid_anterolateral"])
+    assert stemi_asym > 3.0 and tts_asym < 0.6 * stemi_asym, (tts_asym, stemi_asym)
+    assert med["tts"]["mid_anterolateral"] > med["stemi"]["mid_anterolateral"] + 2.5, med
     # STEMI: apical and septal hypokinesis, basal and mid lateral relatively preserved
-    for k in ("apical_inferoseptal", "apical_anterolateral", "mid_inferoseptal"):
-        assert stemi[k] > 0.6 * nrm[k] + 0.0 and stemi[k] > -8.0, (k, stemi[k])
-    assert stemi["basal_anterolateral"] < stemi["apical_anterolateral"] - 4.0
-    assert stemi["mid_anterolateral"] < stemi["mid_inferoseptal"] - 3.0
-    # TTS balloons: the mid-ventricle widens in systole while the base narrows
+    for k in ("apical_inferoseptal", "mid_inferoseptal"):
+        assert med["stemi"][k] > 0.6 * nrm[k].mean() and med["stemi"][k] > -8.0, (k, med["stemi"][k])
+    assert stemi["basal_anterolateral"].mean() < stemi["apical_anterolateral"].mean() - 2.5
+    assert med["stemi"]["mid_anterolateral"] < med["stemi"]["mid_inferoseptal"] - 3.0
+    # the classes overlap: akinetic lateral apex in some STEMI (wrap-around LAD), preserved
+    # mid walls in some TTS (partial forms); apical septum alike in both
+    assert np.mean(stemi["apical_anterolateral"] > -5.0) > 0.15
+    assert np.mean(tts["mid_anterolateral"] < med["stemi"]["mid_anterolateral"]) > 0.1
+    assert abs(med["tts"]["apical_inferoseptal"] - med["stemi"]["apical_inferoseptal"]) < 2.5
+    # TTS balloons: the mid-ventricle widens in systole while the base narrows (a typical,
+    # akinetic patient: seed 1)
     clip, gt = generate("tts", seed=1, n_frames=2, start_phase=0.0)
+    assert np.min(gt.params["regional_dysfunction"]) > 0.5
     m = gt.model
     tt = np.array([0.0, m.timing.t_es])
     wi = m.displace(m.geo.midwall["inferoseptal"], tt)
@@ -317,7 +338,7 @@ def test_overlays_and_rgb():
 
 
 def test_write_dicom_roundtrip(tmp_path):
-    pydicom = pytest.importorskip("pydicom")
+    import pydicom
     clip, _ = generate("tts", seed=1, n_frames=6)
     p = write_dicom(clip, tmp_path / "c.dcm")
     ds = pydicom.dcmread(p)
