@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -14,7 +16,10 @@ from ..errors import InputError
 US_MULTIFRAME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.3.1"
 
 
-def _atomic_target(path: str | os.PathLike, suffix: str) -> tuple[Path, str]:
+@contextmanager
+def _atomic_target(path: str | os.PathLike, suffix: str) -> Iterator[tuple[Path, str]]:
+    """Yield ``(path, tmp)``: write to ``tmp`` (a file beside ``path``); on success it is renamed
+    to ``path``, on any error it is removed, so no half-written output is ever left."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"output path {path} is a directory; give a file name")
@@ -26,7 +31,13 @@ def _atomic_target(path: str | os.PathLike, suffix: str) -> tuple[Path, str]:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
-    return path, tmp
+    try:
+        yield path, tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def _check_clip(clip: Clip) -> None:
@@ -73,8 +84,7 @@ def write_dicom(clip: Clip, path: str | os.PathLike, *, jpeg_quality: int | None
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
-    path, tmp = _atomic_target(path, ".dcm")
-    try:
+    with _atomic_target(path, ".dcm") as (path, tmp):
         T, H, W = clip.frames.shape
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = US_MULTIFRAME_SOP_CLASS
@@ -138,11 +148,6 @@ def write_dicom(clip: Clip, path: str | os.PathLike, *, jpeg_quality: int | None
             ds.LossyImageCompression = "01"
             ds.LossyImageCompressionMethod = "ISO_10918_1"
         ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -170,8 +175,7 @@ def write_video(clip: Clip, path: str | os.PathLike, rgb: np.ndarray | None = No
         raise InputError("rgb frames must be uint8 [T,H,W,3] matching the clip")
     T, H, W = clip.frames.shape
     fps = float(clip.fps or 30.0)
-    path, tmp = _atomic_target(path, ext)
-    try:
+    with _atomic_target(path, ext) as (path, tmp):
         codecs = ["FFV1", "MJPG"] if ext == ".avi" else ["mp4v", "avc1"]
         writer = None
         for cc in codecs:
@@ -191,9 +195,4 @@ def write_video(clip: Clip, path: str | os.PathLike, rgb: np.ndarray | None = No
         writer.release()
         if os.path.getsize(tmp) == 0:
             raise InputError(f"video writer produced an empty file for {path}")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
