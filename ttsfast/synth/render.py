@@ -113,6 +113,35 @@ def make_scatterers(rng: np.random.Generator, geo: Geometry, cmap: ClassMap,
     return Scatterers(pos=np.ascontiguousarray(pos), amp=amp.astype(np.complex128))
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _splat_one(x, y, a_re, a_im, two_k, dr, dth, th0, nr, nt, out_re, out_im):  # pragma: no cover
+    """Add one scatterer at (x, y) mm with complex amplitude a to the polar grid [nr, nt]
+    (bilinear in range and angle; the phase of the round trip to depth r)."""
+    r = np.sqrt(x * x + y * y)
+    th = np.arctan2(x, y)
+    fr = r / dr
+    ft = (th - th0) / dth
+    if fr < 0.0 or ft < 0.0 or fr >= nr - 1 or ft >= nt - 1:
+        return
+    ir = int(fr)
+    it = int(ft)
+    wr = fr - ir
+    wt = ft - it
+    ph = -two_k * r
+    c = np.cos(ph)
+    s = np.sin(ph)
+    are = a_re * c - a_im * s
+    aim = a_re * s + a_im * c
+    out_re[ir, it] += (1 - wr) * (1 - wt) * are
+    out_im[ir, it] += (1 - wr) * (1 - wt) * aim
+    out_re[ir, it + 1] += (1 - wr) * wt * are
+    out_im[ir, it + 1] += (1 - wr) * wt * aim
+    out_re[ir + 1, it] += wr * (1 - wt) * are
+    out_im[ir + 1, it] += wr * (1 - wt) * aim
+    out_re[ir + 1, it + 1] += wr * wt * are
+    out_im[ir + 1, it + 1] += wr * wt * aim
+
+
 @njit(cache=True, nogil=True)
 def _splat_frame(pos, amp_re, amp_im, idx, terms, D, R, H, rx, ry, esx, esy, enx, eny,
                  two_k, dr, dth, th0, out_re, out_im):
@@ -128,33 +157,7 @@ def _splat_frame(pos, amp_re, amp_im, idx, terms, D, R, H, rx, ry, esx, esy, enx
                               terms[j, 4], terms[j, 5], D, R, H, rx, ry, esx, esy, enx, eny)
         x = pos[j, 0] + ux
         y = pos[j, 1] + uy
-        r = np.sqrt(x * x + y * y)
-        th = np.arctan2(x, y)
-        fr = r / dr
-        ft = (th - th0) / dth
-        if fr < 0.0 or ft < 0.0 or fr >= nr - 1 or ft >= nt - 1:
-            continue
-        ir = int(fr)
-        it = int(ft)
-        wr = fr - ir
-        wt = ft - it
-        ph = -two_k * r
-        c = np.cos(ph)
-        s = np.sin(ph)
-        are = amp_re[j] * c - amp_im[j] * s
-        aim = amp_re[j] * s + amp_im[j] * c
-        w00 = (1 - wr) * (1 - wt)
-        w01 = (1 - wr) * wt
-        w10 = wr * (1 - wt)
-        w11 = wr * wt
-        out_re[ir, it] += w00 * are
-        out_im[ir, it] += w00 * aim
-        out_re[ir, it + 1] += w01 * are
-        out_im[ir, it + 1] += w01 * aim
-        out_re[ir + 1, it] += w10 * are
-        out_im[ir + 1, it] += w10 * aim
-        out_re[ir + 1, it + 1] += w11 * are
-        out_im[ir + 1, it + 1] += w11 * aim
+        _splat_one(x, y, amp_re[j], amp_im[j], two_k, dr, dth, th0, nr, nt, out_re, out_im)
 
 
 @njit(cache=True, nogil=True)
@@ -163,31 +166,7 @@ def _splat_points(xy, amp_re, amp_im, two_k, dr, dth, th0, out_re, out_im):
     nr = out_re.shape[0]
     nt = out_re.shape[1]
     for j in range(xy.shape[0]):
-        x = xy[j, 0]
-        y = xy[j, 1]
-        r = np.sqrt(x * x + y * y)
-        th = np.arctan2(x, y)
-        fr = r / dr
-        ft = (th - th0) / dth
-        if fr < 0.0 or ft < 0.0 or fr >= nr - 1 or ft >= nt - 1:
-            continue
-        ir = int(fr)
-        it = int(ft)
-        wr = fr - ir
-        wt = ft - it
-        ph = -two_k * r
-        c = np.cos(ph)
-        s = np.sin(ph)
-        are = amp_re[j] * c - amp_im[j] * s
-        aim = amp_re[j] * s + amp_im[j] * c
-        out_re[ir, it] += (1 - wr) * (1 - wt) * are
-        out_im[ir, it] += (1 - wr) * (1 - wt) * aim
-        out_re[ir, it + 1] += (1 - wr) * wt * are
-        out_im[ir, it + 1] += (1 - wr) * wt * aim
-        out_re[ir + 1, it] += wr * (1 - wt) * are
-        out_im[ir + 1, it] += wr * (1 - wt) * aim
-        out_re[ir + 1, it + 1] += wr * wt * are
-        out_im[ir + 1, it + 1] += wr * wt * aim
+        _splat_one(xy[j, 0], xy[j, 1], amp_re[j], amp_im[j], two_k, dr, dth, th0, nr, nt, out_re, out_im)
 
 
 def _smoothstep(x: np.ndarray) -> np.ndarray:
