@@ -39,7 +39,8 @@ def _es_index(beat: tuple[int, int, int], n: int) -> int:
 
 def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, Any] | None = None,
             model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
-            beat: int = 0, grid: tuple[int, int] = (256, 352), flow_backend: str = "native",
+            beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
+            flow_backend: str = "native",
             threads: int | None = None, keep_arrays: bool = True) -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
@@ -65,6 +66,9 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         ``"auto"`` (CUDA when ONNX Runtime offers it, else CPU), ``"cpu"`` or ``"cuda"``.
     beat : int
         Which complete beat to measure and score (0 = the first).
+    single_beat : bool
+        The clip is exactly one beat, end-diastole to the next end-diastole (the study's
+        format: one cycle resampled to 32 frames); only its end-systole is searched.
     grid : (int, int)
         Analysis grid (rows, cols); the paper's canvas is 256 x 352.
     flow_backend : str
@@ -114,6 +118,10 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         else:
             clip = read_clip(source, fps=fps)
     warnings += clip.warnings
+    if clip.fps_source == "container":
+        warnings.append(f"frame rate {clip.fps:g} fps taken from the video container, which is often the playback "
+                        "rate of a screen capture: heart rate and velocities assume it is the acquisition rate; "
+                        "pass fps= if it is not")
 
     with _timed(timings, "preprocess"):
         prep = preprocess(clip, grid=grid)
@@ -123,7 +131,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         flow = dense_flow(prep.frames, mask=prep.mask, threads=threads, backend=flow_backend)
 
     with _timed(timings, "cycle"):
-        cyc = detect_cycles(flow, fps=prep.fps, mask=prep.mask)
+        cyc = detect_cycles(flow, fps=prep.fps, mask=prep.mask, single_beat=single_beat)
         warnings += [f"cycle: {w}" for w in cyc.warnings]
         chosen = cyc.beat(beat)  # QualityError when the clip holds no complete beat
 

@@ -185,13 +185,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--saliency", default="cam", choices=["cam", "gradcam", "none"])
     p.add_argument("--landmarks", default=None,
                    help="JSON {septal_annulus:[x,y], lateral_annulus:[x,y], apex:[x,y]} in original pixels")
+    p.add_argument("--single-beat", action="store_true",
+                   help="each clip is exactly one beat, ED to next ED (the study's resampled clips)")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
     p.set_defaults(func=_cmd_analyze)
 
 
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {"fps": args.fps, "model": args.model, "device": args.device,
-                "saliency": False if args.saliency == "none" else args.saliency}
+                "saliency": False if args.saliency == "none" else args.saliency,
+                "single_beat": bool(getattr(args, "single_beat", False))}
     if getattr(args, "landmarks", None):
         try:
             kw["landmarks"] = json.loads(args.landmarks)
