@@ -521,9 +521,11 @@ def resample_beat(
     if kind == "frames":
         if next_ed > array.shape[0] - 1:
             raise InputError(f"beat {ed}->{next_ed} is beyond the {array.shape[0]} frames")
+        if next_ed - ed == n - 1:  # already n frames: nothing to interpolate
+            return array[ed:next_ed + 1].copy()
         i0 = np.clip(np.floor(t).astype(int), 0, array.shape[0] - 1)
         i1 = np.minimum(i0 + 1, array.shape[0] - 1)
-        a = (t - i0).reshape((-1,) + (1,) * (array.ndim - 1))
+        a = (t - i0).reshape((-1,) + (1,) * (array.ndim - 1)).astype(np.float32)
         out = array[i0].astype(np.float32) * (1 - a) + array[i1].astype(np.float32) * a
         if np.issubdtype(array.dtype, np.integer):
             info = np.iinfo(array.dtype)
@@ -532,6 +534,8 @@ def resample_beat(
     if kind == "flow":
         if next_ed > array.shape[0]:
             raise InputError(f"beat {ed}->{next_ed} needs flow up to {next_ed - 1}; it has {array.shape[0]} pairs")
+        if next_ed - ed == n - 1:  # already n frames: the flow is unchanged
+            return np.ascontiguousarray(array[ed:next_ed], dtype=np.float32)
         # cumulative displacement (Eulerian) at integer frames, then differences at new times
         cum = np.zeros((next_ed - ed + 1,) + array.shape[1:], dtype=np.float32)
         np.cumsum(array[ed:next_ed], axis=0, out=cum[1:])

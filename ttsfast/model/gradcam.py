@@ -75,11 +75,14 @@ class ActivationsAndGradients:
 
 def _normalise01(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     """Min-max normalise over ``axes``; a constant map becomes all zeros."""
+    x = np.asarray(x, dtype=np.float32)
     lo = x.min(axis=axes, keepdims=True)
     hi = x.max(axis=axes, keepdims=True)
     rng = hi - lo
-    out = np.where(rng > 0, (x - lo) / np.where(rng > 0, rng, 1.0), 0.0)
-    return out.astype(np.float32)
+    scale = np.where(rng > 0, 1.0 / np.where(rng > 0, rng, 1.0), 0.0).astype(np.float32)
+    out = x - lo  # float32 throughout: these maps are [B, K, 32, 256, 352]
+    out *= scale
+    return out
 
 
 def _linear_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
