@@ -93,8 +93,27 @@ def test_sample_flow_and_resample_tracks():
     np.testing.assert_allclose(resample_tracks(tr, 9)[:, 0], np.linspace(0, 4, 9))
 
 
+def test_lk_refinement_gates_on_the_flow_prediction():
+    """flow+lk: LK refines a slightly wrong prediction, but a step that LK moves farther than
+    max_correction_px from the prediction (or that fails the forward-backward check) keeps it."""
+    import cv2
+    rng = np.random.default_rng(1)
+    base = cv2.GaussianBlur((rng.random((H + 40, W + 40)) * 255).astype(np.float32), (0, 0), 1.5)
+    frames = np.stack([np.clip(cv2.warpAffine(base, np.float32([[1, 0, -0.5 * k], [0, 1, 0.3 * k]]),
+                                              (W + 40, H + 40))[20:-20, 20:-20] * 2 - 128, 0, 255)
+                       for k in range(6)]).astype(np.uint8)
+    p0 = np.array([[60.0, 48.0], [40.0, 50.0]])
+    truth = p0[None] + np.arange(6)[:, None, None] * np.array([-0.5, 0.3])
+    near = truth + np.array([0.4, -0.3]) * (np.arange(6) > 0)[:, None, None]  # 0.5 px off the truth
+    r = track_lk(frames, p0, init=near, win_size=13, max_level=1, fb_max_px=0.2)
+    np.testing.assert_allclose(r.points, truth, atol=0.15)
+    far = truth + np.array([3.0, 0.0]) * np.arange(6)[:, None, None]  # each step 3 px off
+    r2 = track_lk(frames, p0, init=far, win_size=13, max_level=1, max_correction_px=1.0)
+    np.testing.assert_allclose(r2.points, far, atol=1e-4)  # LK disagrees by > 1 px: prediction kept
+
+
 def test_lk_tracks_a_translated_texture():
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     rng = np.random.default_rng(0)
     base = cv2.GaussianBlur((rng.random((H + 40, W + 40)) * 255).astype(np.float32), (0, 0), 1.5)
     frames = np.stack([np.clip(cv2.warpAffine(base, np.float32([[1, 0, -0.6 * k], [0, 1, 0.4 * k]]),
@@ -208,6 +227,20 @@ def test_measures_on_analytic_shortening():
     assert len(d["curves"]["displacement_px"]["basal_inferoseptal"]) == 32
 
 
+def test_flow_lk_on_textureless_float_frames_keeps_the_flow():
+    """LK has nothing to lock on in blank frames: every step keeps the flow prediction, and
+    non-uint8 frames are accepted (rescaled for LK)."""
+    frames, flow, s = _beat_flow()
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    a = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm)
+    b = measure_mechanics(frames.astype(np.float32), flow, (0, 13, 32), landmarks=lm, method="flow+lk")
+    assert b.method == "flow+lk"
+    for seg in SEGMENTS:
+        assert b.strain_peak_pct[seg] == pytest.approx(a.strain_peak_pct[seg], abs=1e-3)  # float32 steps
+    with pytest.raises(InputError):
+        measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm, method="flow+lk", lk_win_size=1)
+
+
 def test_measures_in_original_pixels():
     frames, flow, s = _beat_flow()
     es = int(np.argmin(s))
@@ -246,7 +279,7 @@ def test_measure_bad_inputs():
 # ----------------------------------------------------------------------------- real clips
 
 def _read_grey(path, size=(352, 256)):
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     cap = cv2.VideoCapture(str(path))
     out = []
     while True:
@@ -308,10 +341,8 @@ def test_real_stemi_roi_one_cycle_closes():
 # ----------------------------------------------------------------------------- synthetic clips
 
 def _generate(**kw):
-    try:
-        from ttsfast.synth import generate
-    except ImportError:
-        pytest.skip("ttsfast.synth.generate is not available")
+    from ttsfast.synth import generate
+
     return generate(**kw)
 
 
@@ -320,7 +351,10 @@ def synth_cache():
     return {}
 
 
-def _synth_case(cache, preset, n_frames=72, seed=0, **kw):
+def _synth_case(cache, preset, n_frames=None, seed=0, **kw):
+    """A noisy synthetic clip and its estimated flow; n_frames None = the generator's default
+    (three full beats after the first ED), so that the first beat is complete whatever the
+    preset's heart rate (a fixed 72 frames cut the beat of slow tts/stemi presets)."""
     key = (preset, n_frames, seed, tuple(sorted(kw.items())))
     if key not in cache:
         clip, gt = _generate(preset=preset, seed=seed, n_frames=n_frames, **kw)
@@ -342,7 +376,7 @@ PRESETS = ["normal", "tts", "stemi_anterior"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_synth_tracking_error_72_frames(preset, synth_cache):
+def test_synth_tracking_error(preset, synth_cache):
     clip, gt, flow, name = _synth_case(synth_cache, preset)
     truth = np.concatenate([gt.wall_points["inferoseptal"], gt.wall_points["anterolateral"],
                             np.stack([gt.landmarks[k] for k in ("septal_annulus", "lateral_annulus", "apex")], 1)], 1)
@@ -407,14 +441,17 @@ def test_synth_measures_end_to_end(preset, synth_cache):
     lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
     tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
     res = {}
-    for method in ("flow", "lk"):
+    for method in ("flow", "flow+lk", "lk"):
         m = measure_mechanics(clip.frames, flow, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
                               beat_times=times, method=method)
         res[method] = _measure_errors(m, tm)
+    labels = {"flow": f"ours ({name})", "flow+lk": "ours + LK 13px/1 refinement", "lk": "study LK 75px/5"}
     for method, (pk, exc, strain, gls, vel) in res.items():
-        label = f"ours ({name})" if method == "flow" else "study LK 75px/5"
-        print(f"\n{preset} {label:34s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
+        print(f"\n{preset} {labels[method]:34s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
               f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %", end="")
+    # the speckle-scale LK refinement (opt-in) lowers the worst segmental strain error on every
+    # preset (measured on 6 full-beat clips: per-clip worst error median 6.9 -> 4.8, max 10.2 -> 7.1)
+    assert res["flow+lk"][2] < res["flow"][2]
     pk, exc, strain, gls, vel = res["flow"]
     # hard: far better than the study's tracker on the AV-plane measures
     assert pk < res["lk"][0] and exc < 0.5 * res["lk"][1]

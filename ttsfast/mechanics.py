@@ -45,6 +45,12 @@ WALLS = ("inferoseptal", "anterolateral")
 SEGMENTS = tuple(f"{lvl}_{w}" for w in WALLS for lvl in ("basal", "mid", "apical"))
 BASAL = {"basal_inferoseptal": "septal_annulus", "basal_anterolateral": "lateral_annulus"}
 VEL_NAMES = {"septal": "septal_annulus", "lateral": "lateral_annulus"}
+#: Lucas-Kanade refinement of the flow track (method "flow+lk"): window px, pyramid levels.
+#: Chosen on noisy synthetic clips against ground truth (windows 9-31 px, 0-2 levels tried):
+#: a speckle-scale window follows the tissue where the 21 px flow window is pulled by the
+#: endocardial border and the static near-field clutter.
+LK_REFINE_WIN = 13
+LK_REFINE_LEVELS = 1
 
 
 @njit(cache=True, nogil=True)
@@ -286,8 +292,9 @@ def measure_mechanics(
     drift_correction: bool = True,
     mirrored: bool | None = None,
     beat_times: tuple[float, float, float] | None = None,
-    lk_win_size: int = 75,
-    lk_max_level: int = 5,
+    lk_win_size: int | None = None,
+    lk_max_level: int | None = None,
+    lk_fb_max_px: float | None = None,
 ) -> Mechanics:
     """Track the landmarks and both LV walls through one beat and measure its mechanics.
 
@@ -311,8 +318,16 @@ def measure_mechanics(
     flow_backward : np.ndarray, optional
         Backward flow ``[T-1,H,W,2]`` (t+1 -> t) for the forward-backward error.
     method : str
-        ``"flow"`` (integrate the dense flow), ``"flow+lk"`` (flow prediction refined by
-        pyramidal LK) or ``"lk"`` (the original study: frame-to-frame LK, 75 px, 5 levels).
+        ``"flow"`` (default: integrate the dense flow), ``"flow+lk"`` (each frame-to-frame
+        step of the flow track refined by Lucas-Kanade with a small window on the speckle,
+        13 px, 1 level, kept where it lies within 1 px of the flow prediction) or ``"lk"`` (the
+        original study: frame-to-frame LK, 75 px, 5 levels).
+        On 6 noisy synthetic clips (normal, tts, stemi_anterior x 2 seeds, full beats, true
+        landmarks) ``"flow+lk"`` lowered the worst segmental peak-strain error per clip from
+        6.9 (median) / 10.2 (max) to 4.8 / 7.1 strain points, the excursion error from
+        0.68 / 1.09 to 0.34 / 1.04 px and the S'/E' error from 9.1 / 12.7 % to 6.6 / 9.3 %, for
+        about 30 ms per beat; it is not the default because on the real GE control clip it
+        made the beat-closure drift of the annulus points larger (up to 7.3 px against 2.4).
     n_resample : int
         Frames per beat for the paper's measure (32).
     n_wall : int
@@ -322,8 +337,12 @@ def measure_mechanics(
     beat_times : (float, float, float), optional
         Sub-frame (ed, es, next_ed) frame times (``CycleResult.beat_times``): the beat is then
         resampled between those times, as the study resampled its beat; default the integers.
-    lk_win_size, lk_max_level : int
-        Window and pyramid levels of the Lucas-Kanade tracker (study: 75 px, 5 levels).
+    lk_win_size, lk_max_level : int, optional
+        Window (px) and pyramid levels of the Lucas-Kanade tracker; default 13 px / 1 level for
+        ``"flow+lk"`` (speckle-scale refinement) and 75 px / 5 levels for ``"lk"`` (the study).
+    lk_fb_max_px : float, optional
+        ``"flow+lk"`` only: keep a refined step only where LK tracked back lands within this
+        distance (px) of its start (e.g. 0.15); None (default) skips that check.
 
     Returns
     -------
@@ -341,6 +360,13 @@ def measure_mechanics(
     if n_wall < 7:
         raise InputError(f"n_wall must be >= 7, got {n_wall}")
     ed, es, ned = _check_beat(beat, frames.shape[0])
+    if lk_win_size is None:
+        lk_win_size = 75 if method == "lk" else LK_REFINE_WIN
+    if lk_max_level is None:
+        lk_max_level = 5 if method == "lk" else LK_REFINE_LEVELS
+    if int(lk_win_size) < 3 or int(lk_max_level) < 0:
+        raise InputError(f"lk_win_size must be >= 3 and lk_max_level >= 0, got {lk_win_size}, {lk_max_level}")
+    lk_win_size, lk_max_level = int(lk_win_size), int(lk_max_level)
     h, w = frames.shape[1:]
     warnings: list[str] = []
 
@@ -380,13 +406,18 @@ def measure_mechanics(
     t_hi = min(int(np.ceil(ned_f)), frames.shape[0] - 1)
     t_hi = max(t_hi, ned)
 
+    if method != "flow" and frames.dtype != np.uint8:  # LK needs 8-bit frames: rescale the beat
+        seg = np.asarray(frames[ed:t_hi + 1], dtype=np.float64)
+        lo, hi = float(np.nanmin(seg)), float(np.nanmax(seg))
+        frames = np.zeros(frames.shape, np.uint8)
+        frames[ed:t_hi + 1] = np.clip(np.rint((np.nan_to_num(seg, nan=lo) - lo) * (255.0 / max(hi - lo, 1e-12))), 0, 255)
     if method == "lk":
-        tr = track_lk(frames, pts0, t0=ed, t1=t_hi)
+        tr = track_lk(frames, pts0, t0=ed, t1=t_hi, win_size=lk_win_size, max_level=lk_max_level)
     else:
         tr = track_points(flow, pts0, t0=ed, t1=t_hi, flow_backward=flow_backward)
         if method == "flow+lk":
             tr2 = track_lk(frames, pts0, t0=ed, t1=t_hi, init=tr.points, win_size=lk_win_size,
-                           max_level=lk_max_level)
+                           max_level=lk_max_level, fb_max_px=lk_fb_max_px)
             tr2.fb_error = tr.fb_error
             tr = tr2
     warnings += [f"tracking: {m}" for m in tr.warnings]

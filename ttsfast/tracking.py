@@ -294,6 +294,8 @@ def track_lk(
     init: np.ndarray | None = None,
     full_beat: bool = False,
     drift_correction: bool = False,
+    max_correction_px: float = 1.0,
+    fb_max_px: float | None = None,
 ) -> TrackResult:
     """Frame-to-frame pyramidal Lucas-Kanade tracking (``cv2.calcOpticalFlowPyrLK``).
 
@@ -309,6 +311,15 @@ def track_lk(
         uint8 ``[T, H, W]``.
     points0 : np.ndarray
         ``[N, 2]`` (x, y) at frame ``t0``.
+    win_size, max_level : int
+        LK window (px) and pyramid levels.
+    max_correction_px : float
+        With ``init``: a step's LK result is used only where it lies within this distance of
+        the flow prediction (else the prediction is kept).
+    fb_max_px : float, optional
+        With ``init``: also track each refined step back (LK from frame t+1 to t) and keep the
+        refinement only where it returns within this distance of its start (forward-backward
+        check); None skips the check.
 
     Returns
     -------
@@ -340,8 +351,15 @@ def track_lk(
             nxt = nxt.reshape(-1, 2).astype(np.float64)
             st = st.reshape(-1).astype(bool)
             g = guess.reshape(-1, 2).astype(np.float64)
-            # trust LK only where it agrees with the flow prediction within 1 px
-            ok = st & (np.linalg.norm(nxt - g, axis=1) < 1.0)
+            # trust LK only where it agrees with the flow prediction within max_correction_px
+            ok = st & (np.linalg.norm(nxt - g, axis=1) < max_correction_px)
+            if fb_max_px is not None and ok.any():
+                back, st_b, _ = cv2.calcOpticalFlowPyrLK(frames[t0 + j], frames[t0 + j - 1],
+                                                         nxt.astype(np.float32).reshape(-1, 1, 2), prev.copy(),
+                                                         winSize=(win_size, win_size), maxLevel=max_level,
+                                                         criteria=crit, flags=cv2.OPTFLOW_USE_INITIAL_FLOW)
+                fb = np.linalg.norm(back.reshape(-1, 2).astype(np.float64) - out[j - 1], axis=1)
+                ok &= st_b.reshape(-1).astype(bool) & (fb < fb_max_px)
             out[j] = np.where(ok[:, None], nxt, g)
         else:
             nxt, st, _ = cv2.calcOpticalFlowPyrLK(frames[t0 + j - 1], frames[t0 + j], prev, None,
