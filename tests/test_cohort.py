@@ -101,7 +101,7 @@ def test_cohort_cli(tmp_path):
     _write_cohort(tmp_path / "clips", 1, seed0=11)
     p = subprocess.run([sys.executable, "-m", "ttsfast.cli", "cohort", str(tmp_path / "clips"), "-o",
                         str(tmp_path / "out"), "--workers", "1", "--no-figures"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "2 analysed" in p.stdout
     assert (tmp_path / "out" / "table.md").is_file()
