@@ -179,19 +179,36 @@ def test_shipped_default_model():
     assert out.probs.shape == (2, 2) and np.isfinite(out.probs).all()
 
 
+def test_shipped_torch_checkpoint_is_the_onnx_model():
+    """model=None on the Grad-CAM hooks path loads ttsfast/data/model.pt: the same weights as the
+    shipped ONNX model (same probabilities)."""
+    net = runtime.load_torch_model(None)
+    assert net is runtime.load_torch_model(runtime.DEFAULT_TORCH_MODEL) and not net.training
+    s, f = _inputs(2)
+    a = runtime.predict_batch(s, f).probs
+    b = runtime.predict_batch(s, f, model=runtime.DEFAULT_TORCH_MODEL).probs
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
 @pytest.mark.slow
 def test_shipped_model_on_fresh_synthetic_clips():
     """The shipped demo model on synthetic clips it never saw (other seeds, the synth's default
     50 frames/s and 3 beats, unlike the 30 frames/s training clips), through the whole input
-    pipeline. Held-out accuracy at training time was 0.99 on 80 clips; allow 1 miss in 6."""
+    pipeline. The TTS and STEMI presets overlap as real cohorts do: held-out accuracy at
+    training time was 0.71 (AUC 0.79, logistic regression on the true mechanics 0.85) on 80
+    clips. Here: better than chance on 16 clips (>= 10 right; chance gives >= 10 of 16 in 23 %
+    of draws, the card's accuracy in ~85 %) and TTS clips score higher on average."""
     import ttsfast.synth as synth
     from ttsfast.model.train import clip_to_inputs
 
-    correct = 0
-    for i in range(6):
+    p_tts, is_tts = [], []
+    for i in range(16):
         preset = ("stemi_anterior", "tts")[i % 2]
         clip, _ = synth.generate(preset, seed=424242 + i)
         s, f, _ = clip_to_inputs(clip)
-        p = float(runtime.predict(s, f).p_tts[0])
-        correct += int((p >= 0.5) == (preset == "tts"))
-    assert correct >= 5, f"only {correct}/6 fresh synthetic clips classified correctly"
+        p_tts.append(float(runtime.predict(s, f).p_tts[0]))
+        is_tts.append(preset == "tts")
+    p, y = np.array(p_tts), np.array(is_tts)
+    correct = int(((p >= 0.5) == y).sum())
+    assert correct >= 10, f"only {correct}/16 fresh synthetic clips classified correctly: {np.round(p, 2)}"
+    assert p[y].mean() > p[~y].mean() + 0.05, (p[y].mean(), p[~y].mean())

@@ -23,6 +23,8 @@ from .inputs import MODEL_H, MODEL_T, MODEL_W
 #: The shipped default model and its card.
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "model.onnx"
 DEFAULT_CARD = DEFAULT_MODEL.with_name("model_card.json")
+#: The same shipped model's weights-only PyTorch checkpoint (for the Grad-CAM hooks path).
+DEFAULT_TORCH_MODEL = DEFAULT_MODEL.with_name("model.pt")
 
 _CACHE: dict[tuple, Any] = {}
 _LOCK = threading.Lock()
@@ -160,7 +162,14 @@ def _get_torch_net(path: Path):
 def load_torch_model(model: str | Path | None):
     """The cached :class:`~ttsfast.model.net.TwoArmNet` (eval mode) of a weights-only ``.pt``
     checkpoint, for the Grad-CAM hooks path. ModelError for an ONNX file (use the CAM fast
-    path, :func:`~ttsfast.model.gradcam.cam_from_raw`, which is exact for this head)."""
+    path, :func:`~ttsfast.model.gradcam.cam_from_raw`, which is exact for this head).
+    ``model=None``: the shipped checkpoint ``ttsfast/data/model.pt`` (same weights as the
+    default ONNX model)."""
+    if model is None:
+        if not DEFAULT_TORCH_MODEL.is_file():
+            raise ModelError(f"the shipped PyTorch checkpoint {DEFAULT_TORCH_MODEL} is missing (needed for "
+                             "saliency='gradcam' with the default model); reinstall ttsfast or use saliency='cam'")
+        model = DEFAULT_TORCH_MODEL
     path = _resolve_model(model)
     if _model_kind(path) != "torch":
         raise ModelError(f"{path.name} is an ONNX file; the Grad-CAM hooks path needs the PyTorch checkpoint "
@@ -268,6 +277,6 @@ def model_card(model: str | Path | None = None) -> dict:
     return load_card(card_path_for(path))
 
 
-__all__ = ["DEFAULT_MODEL", "DEFAULT_CARD", "ModelOutput", "resolve_providers", "get_session", "clear_cache",
+__all__ = ["DEFAULT_MODEL", "DEFAULT_CARD", "DEFAULT_TORCH_MODEL", "ModelOutput", "resolve_providers", "get_session", "clear_cache",
            "load_torch_model",
            "predict", "predict_batch", "model_card"]

@@ -65,15 +65,26 @@ def _motion(rng: np.random.Generator, *, hr: tuple[float, float],
             strain: tuple[np.ndarray, np.ndarray], apical_share: tuple[float, float],
             radial: np.ndarray, thick: np.ndarray, tsys: np.ndarray,
             sys_shape: tuple[tuple[float, float], tuple[float, float]],
-            e_frac: tuple[float, float], rho: float = 0.5) -> dict:
+            e_frac: tuple[float, float], rho: float = 0.5,
+            period_logsd: float | None = None, shape_logsd: float | None = None) -> dict:
     """Draw heart rate, target annular velocities and segment strains, and timing.
 
     The annular excursion follows from the target S' and the systolic velocity shape
     (``excursion = S' * t_sys / k``), the E' duration from the target E'
     (``e_dur = excursion * e_frac * pi / (2 E')``); the strain targets are met by
     :func:`ttsfast.synth.motion.solve_deformation`. A patient factor correlates all
-    targets (``rho``) as in real cohorts (a weak heart is weak everywhere)."""
-    hr_bpm = _tn(rng, hr[0], hr[1], 36.0, 120.0)
+    targets (``rho``) as in real cohorts (a weak heart is weak everywhere).
+
+    ``period_logsd``: when given, the cycle length is log-normal (median ``60 / hr[0]``
+    s, log-SD ``period_logsd``) instead of a normal heart rate, so that the per-beat
+    measures (px per 1/32 beat) vary with the beat length as in real cohorts.
+    ``shape_logsd``: when given, each side's systolic velocity-profile exponents are scaled
+    by a per-patient log-normal factor (a sharper or broader S' wave for the same S').
+    Both default to None: the draws of presets that do not use them are unchanged."""
+    if period_logsd is None:
+        hr_bpm = _tn(rng, hr[0], hr[1], 36.0, 120.0)
+    else:
+        hr_bpm = float(np.clip(hr[0] * np.exp(-period_logsd * rng.normal()), 36.0, 120.0))
     es = _systolic_timing(rng, hr_bpm)
     z = float(rng.normal())
     sp = np.array([max(m + sd * _corr(rng, z, rho), 0.35 * m) for m, sd in s_prime])  # cm/s
@@ -85,6 +96,10 @@ def _motion(rng: np.random.Generator, *, hr: tuple[float, float],
     ef = np.clip(rng.normal(e_frac[0], e_frac[1], 2), 0.45, 0.92)
     rad = radial + rng.normal(0, 0.5, (2, 3))
     th = np.clip(thick + rng.normal(0, 0.04, (2, 3)), -0.05, 0.7)
+    shape = [list(sh) for sh in sys_shape]
+    if shape_logsd is not None:
+        g = np.exp(shape_logsd * _corr(rng, float(rng.normal()), 0.6, (2,)))
+        shape = [[float(a * gi), float(b * gi)] for (a, b), gi in zip(sys_shape, g)]
     return {
         "heart_rate_bpm": hr_bpm,
         "es_s": es,
@@ -97,10 +112,93 @@ def _motion(rng: np.random.Generator, *, hr: tuple[float, float],
         "radial_mm": rad.tolist(),
         "thickening": th.tolist(),
         "t_sys_scale": ts.tolist(),
-        "sys_shape": [list(sh) for sh in sys_shape],
+        "sys_shape": shape,
         "e_frac": ef.tolist(),
         "e_dur_s": None,  # derived: see derive_excursion
     }
+
+
+#: Healthy peak strain (%) of the mid and apical segments, inward radial motion (mm) and
+#: thickening (fraction of the wall) they have when not ischaemic / not stunned.
+_HEALTHY_MID_APICAL = {"strain": np.array([-16.0, -17.0]), "radial": np.array([6.5, 4.0]),
+                       "thick": np.array([0.4, 0.4])}
+
+
+def _limit_excursion(p: dict, lo: float = 6.0, hi: float = 18.0) -> None:
+    """Keep the AV-plane excursion that :func:`derive_excursion` will give within
+    [``lo``, ``hi``] mm (physiological range) by sharpening or broadening each side's
+    systolic velocity profile (in place); S' and the timing are kept."""
+    from .motion import systolic_shape_k
+
+    ts0 = np.asarray(p["t_sys_scale"], dtype=np.float64)[:, 0]
+    t_peak = np.minimum(float(p["es_s"]) * ts0, float(p["es_s"]) + float(p["ivr_s"]) - 0.01)
+    for i, (a, b) in enumerate(p["sys_shape"]):
+        sp = float(p["s_prime_target_cm_s"][i]) * 10.0 * t_peak[i]
+        k_lo, k_hi = sp / hi, sp / lo  # k must lie in [k_lo, k_hi]
+        k = systolic_shape_k((a, b))
+        if k_lo <= k <= k_hi:
+            continue
+        target = k_lo if k < k_lo else k_hi
+        g_lo, g_hi = 0.2, 8.0
+        for _ in range(40):  # k grows with the scale of the exponents
+            g = np.sqrt(g_lo * g_hi)
+            if systolic_shape_k((a * g, b * g)) < target:
+                g_lo = g
+            else:
+                g_hi = g
+        g = np.sqrt(g_lo * g_hi)
+        p["sys_shape"][i] = [float(a * g), float(b * g)]
+
+
+def _tts_severity(rng: np.random.Generator) -> np.ndarray:
+    """Dysfunction (0 = normal, 1 = akinetic) of the mid and apical segments [2 sides, 2
+    levels] of one TTS patient. Circumferential: both walls alike. The typical apical
+    ballooning (~75 %) has akinetic mid and apical segments; the partial / apical-predominant
+    forms (~25 %) keep much of the mid-wall function."""
+    g = float(np.clip(rng.normal(0.8, 0.15), 0.35, 1.0))
+    partial = rng.random() < 0.25
+    mid = rng.uniform(0.1, 0.5) if partial else rng.uniform(0.5, 1.0)
+    sev = np.empty((2, 2))
+    sev[:, 1] = g + rng.normal(0, 0.07, 2)
+    sev[:, 0] = g * mid + rng.normal(0, 0.1, 2)
+    return np.clip(sev, 0.0, 1.0)
+
+
+def _stemi_severity(rng: np.random.Generator) -> np.ndarray:
+    """Dysfunction of the mid and apical segments [2 sides, 2 levels] of one anterior STEMI
+    patient (LAD territory): the apex always, more on the septal side; the apical lateral
+    segment as far as the LAD wraps around the apex; the mid septum with the proximal
+    extent of the occlusion; the mid lateral wall only with large (diagonal / wrap-around)
+    territories."""
+    a = float(np.clip(rng.normal(0.8, 0.13), 0.4, 1.0))
+    wrap = rng.uniform(0.5, 1.1)
+    ext = rng.uniform(0.0, 1.0)
+    sev = np.empty((2, 2))
+    sev[0, 1] = a
+    sev[1, 1] = a * wrap + rng.normal(0, 0.07)
+    sev[0, 0] = 0.25 + 0.6 * ext + rng.normal(0, 0.1)
+    sev[1, 0] = 0.7 * ext * wrap + rng.normal(0, 0.1)
+    return np.clip(sev, 0.0, 1.0)
+
+
+def _apply_regional(p: dict, rng: np.random.Generator, sev: np.ndarray) -> None:
+    """Set (in place) the mid and apical strain targets, radial-motion prior, thickening
+    and systolic duration from the dysfunction ``sev`` [2, 2] (mid, apical): a linear blend
+    of healthy and akinetic (strain ~0, outward bulge, no thickening, post-systolic
+    shortening) behaviour, plus per-segment scatter."""
+    h = _HEALTHY_MID_APICAL
+    st = np.asarray(p["strain_target_pct"], dtype=np.float64)
+    rad = np.asarray(p["radial_mm"], dtype=np.float64)
+    th = np.asarray(p["thickening"], dtype=np.float64)
+    ts = np.asarray(p["t_sys_scale"], dtype=np.float64)
+    # remote (non-stunned, non-ischaemic) function follows the patient's basal function
+    fit = np.clip(0.6 + 0.4 * st[:, :1] / -9.5, 0.5, 1.4)
+    st[:, 1:] = np.minimum(h["strain"] * fit * (1.0 - sev) + rng.normal(0, 1.5, (2, 2)), 2.0)
+    rad[:, 1:] = h["radial"] * (1.0 - sev) - 2.0 * sev + rng.normal(0, 0.5, (2, 2))
+    th[:, 1:] = np.clip(h["thick"] * (1.0 - sev) + 0.01 * sev + rng.normal(0, 0.04, (2, 2)), -0.05, 0.7)
+    ts[:, 1:] = np.clip(1.0 + 0.12 * sev + rng.normal(0, 0.02, (2, 2)), 0.8, 1.3)
+    p.update(strain_target_pct=st.tolist(), radial_mm=rad.tolist(), thickening=th.tolist(),
+             t_sys_scale=ts.tolist(), regional_dysfunction=sev.tolist())
 
 
 def derive_excursion(p: dict) -> None:
@@ -139,39 +237,46 @@ def normal(rng: np.random.Generator) -> dict:
 
 
 def tts(rng: np.random.Generator) -> dict:
-    """Takotsubo (apical ballooning): akinetic mid and apical segments on both walls
-    (their length stays ~ constant: the walls bulge outward as the base pulls the annulus
-    toward the apex), reduced basal shortening and annular velocities (published TTS
-    cohort values)."""
+    """Takotsubo (apical ballooning): hypokinetic to akinetic mid and apical segments on
+    both walls (circumferential; partial / apical-predominant forms in ~25 %; where
+    akinetic the wall length stays ~ constant and the walls bulge outward as the base pulls
+    the annulus toward the apex), reduced basal shortening and annular velocities
+    (published TTS cohort values). Overlaps anterior STEMI as real cohorts do."""
     p = _common(rng)
     p.update(_motion(
-        rng, hr=(48.0, 7.0),
-        s_prime=((5.45, 1.3), (6.3, 1.4)), e_prime=((5.5, 1.2), (6.1, 1.4)),
+        rng, hr=(51.0, 7.0),
+        s_prime=((5.75, 1.3), (6.6, 1.4)), e_prime=((5.45, 1.2), (6.3, 1.4)),
         strain=(np.array([[-8.5, -0.5, 0.0], [-8.6, -0.5, 0.0]]),
                 np.array([[3.8, 0.8, 0.6], [4.2, 0.8, 0.6]])),
-        apical_share=(0.5, 0.05),
-        radial=np.array([[4.0, -2.0, -2.0], [4.5, -2.0, -2.0]]),
+        apical_share=(0.45, 0.06),
+        radial=np.array([[4.0, -2.0, -2.0], [5.0, -2.0, -2.0]]),
         thick=np.array([[0.3, 0.02, 0.0], [0.3, 0.02, 0.0]]), tsys=np.ones((2, 3)),
-        sys_shape=((3.0, 7.0), (1.6, 3.5)), e_frac=(0.70, 0.05)))
+        sys_shape=((2.0, 4.4), (1.6, 3.5)), e_frac=(0.70, 0.05),
+        period_logsd=0.25, shape_logsd=0.35))
+    _apply_regional(p, rng, _tts_severity(rng))
+    _limit_excursion(p)
     p["preset"] = "tts"
     return p
 
 
 def stemi_anterior(rng: np.random.Generator) -> dict:
-    """Anterior STEMI (LAD territory): hypokinetic apical segments and mid septum,
-    reduced basal septum, preserved (relatively) basal anterolateral, post-systolic
-    shortening in the ischaemic segments (published STEMI cohort values)."""
+    """Anterior STEMI (LAD territory): hypokinetic to akinetic apex, mid septum with the
+    extent of the occlusion, lateral apex as far as the LAD wraps around, relatively
+    preserved basal and mid anterolateral wall, post-systolic shortening in the ischaemic
+    segments (published STEMI cohort values). Overlaps TTS as real cohorts do."""
     p = _common(rng)
     p.update(_motion(
         rng, hr=(46.5, 7.0),
         s_prime=((7.15, 1.4), (7.4, 1.5)), e_prime=((6.3, 1.5), (7.7, 1.6)),
         strain=(np.array([[-9.9, -6.0, -3.0], [-10.4, -12.0, -4.0]]),
                 np.array([[4.1, 2.0, 1.5], [4.1, 2.5, 1.5]])),
-        apical_share=(0.4, 0.05),
-        radial=np.array([[4.0, 1.0, -1.0], [5.5, 4.0, -1.0]]),
-        thick=np.array([[0.25, 0.12, 0.05], [0.35, 0.3, 0.08]]),
-        tsys=np.array([[1.0, 1.08, 1.12], [1.0, 1.0, 1.12]]),
-        sys_shape=((1.6, 3.5), (1.6, 3.5)), e_frac=(0.70, 0.05)))
+        apical_share=(0.45, 0.06),
+        radial=np.array([[4.0, 1.0, -1.0], [5.0, 4.0, -1.0]]),
+        thick=np.array([[0.3, 0.12, 0.05], [0.3, 0.3, 0.08]]), tsys=np.ones((2, 3)),
+        sys_shape=((1.6, 3.5), (1.6, 3.5)), e_frac=(0.70, 0.05),
+        period_logsd=0.25, shape_logsd=0.35))
+    _apply_regional(p, rng, _stemi_severity(rng))
+    _limit_excursion(p)
     p["preset"] = "stemi_anterior"
     return p
 
