@@ -31,6 +31,23 @@ def real_clip_path(name: str) -> Path:
     return p
 
 
+def read_grey(path: Path, size: tuple[int, int] = (352, 256)):
+    """Frames of a video as grey uint8 [T, h, w], area-resized to ``size`` (w, h) with OpenCV
+    (an independent reader, so that stage tests do not depend on ttsfast.read_clip)."""
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
+    cap.release()
+    return np.stack(out)
+
+
 @pytest.fixture
 def real_clip():
     """Fixture form of :func:`real_clip_path`: ``real_clip("ctrl_a4c_ge_55hz.mp4")``."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import real_clip_path
+from conftest import read_grey, real_clip_path
 from ttsfast.cycle import CycleResult, detect_cycles, longitudinal_signal, resample_beat
 from ttsfast.errors import InputError, QualityError
+from ttsfast.flow import dense_flow
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -154,34 +155,9 @@ def test_resample_bad_args():
 
 # ----------------------------------------------------------------------------- real clips
 
-def _read_grey(path, size=(352, 256)):
-    import cv2
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
-    cap.release()
-    return np.stack(out)
-
-
-def _flow(frames):
-    """Dense flow of a clip: ttsfast.flow when it is there, else OpenCV Farneback."""
-    try:
-        from ttsfast.flow import dense_flow
-    except ImportError:
-        import cv2
-
-        return np.stack([cv2.calcOpticalFlowFarneback(frames[i], frames[i + 1], None, 0.5, 3, 15, 3, 5, 1.1, 0)
-                         for i in range(len(frames) - 1)]).astype(np.float32)
-    return dense_flow(frames)
-
-
 def test_real_ge_clip_91_bpm():
-    frames = _read_grey(real_clip_path("ctrl_a4c_ge_55hz.mp4"))
-    res = detect_cycles(_flow(frames), fps=55.0)
+    frames = read_grey(real_clip_path("ctrl_a4c_ge_55hz.mp4"))
+    res = detect_cycles(dense_flow(frames), fps=55.0)
     print(f"\nctrl_a4c_ge_55hz: {res.heart_rate_bpm:.1f} bpm (screen says 91), period {res.period_frames:.2f} "
           f"frames (expected 36.3), beats {res.beats}, confidence {res.confidence:.2f}")
     assert res.heart_rate_bpm == pytest.approx(91.0, rel=0.05)
@@ -191,8 +167,8 @@ def test_real_ge_clip_91_bpm():
 
 
 def test_real_philips_clip_is_less_than_a_beat():
-    frames = _read_grey(real_clip_path("tts_a4c_philips.mp4"))
-    flow = _flow(frames)
+    frames = read_grey(real_clip_path("tts_a4c_philips.mp4"))
+    flow = dense_flow(frames)
     with pytest.raises(QualityError, match="beat"):
         detect_cycles(flow, fps=40.0)
     with pytest.raises(QualityError):
@@ -200,8 +176,8 @@ def test_real_philips_clip_is_less_than_a_beat():
 
 
 def test_real_stemi_single_beat():
-    frames = _read_grey(real_clip_path("stemi_a4c_roi_cycle32.mp4"), size=(160, 128))
-    res = detect_cycles(_flow(frames), single_beat=True)
+    frames = read_grey(real_clip_path("stemi_a4c_roi_cycle32.mp4"), size=(160, 128))
+    res = detect_cycles(dense_flow(frames), single_beat=True)
     (ed, es, ned), = res.beats
     assert (ed, ned) == (0, 31)
     assert 8 <= es <= 22
@@ -220,7 +196,7 @@ def _synth():
 def test_synth_ed_es_and_heart_rate(preset):
     generate = _synth()
     clip, gt = generate(preset=preset, seed=1)
-    flow = _flow(clip.frames)
+    flow = dense_flow(clip.frames)
     res = detect_cycles(flow, fps=clip.fps)
     print(f"\n{preset}: bpm {res.heart_rate_bpm:.1f} vs true {gt.heart_rate_bpm:.1f}; beats {res.beats}; "
           f"true ED {list(gt.ed_frames)} ES {list(gt.es_frames)}")
