@@ -21,6 +21,11 @@ namespace py = pybind11;
 #else
 #define TTSFAST_MULTIVERSION
 #endif
+#if defined(__GNUC__)
+#define TTSFAST_FORCE_INLINE inline __attribute__((always_inline))
+#else
+#define TTSFAST_FORCE_INLINE inline
+#endif
 
 using ttsfast::parallel_bands;
 using ttsfast::resolve_threads;
@@ -57,13 +62,15 @@ void accumulate_rows(const std::uint8_t* base, std::ptrdiff_t stride, std::ptrdi
     }
 }
 
-// Luminance and chroma of n interleaved 8-bit pixels with C channels (C = 3 or 4).
-TTSFAST_MULTIVERSION
-void grey_chroma3(const std::uint8_t* __restrict src, std::uint8_t* __restrict pd,
-                  std::uint8_t* __restrict pc, std::ptrdiff_t n, std::uint32_t w0,
-                  std::uint32_t w1, std::uint32_t w2) {
+// Luminance and chroma of n interleaved 8-bit pixels with C channels (C = 3 or 4). The body
+// is inlined into one multiversioned (AVX2 / default) function per C so that the channel
+// stride is a compile-time constant the vectoriser can use.
+template <int C>
+TTSFAST_FORCE_INLINE void grey_chroma_body(
+    const std::uint8_t* __restrict src, std::uint8_t* __restrict pd, std::uint8_t* __restrict pc,
+    std::ptrdiff_t n, std::uint32_t w0, std::uint32_t w1, std::uint32_t w2) {
     for (std::ptrdiff_t i = 0; i < n; ++i) {
-        const std::uint32_t a = src[i * 3], b = src[i * 3 + 1], c = src[i * 3 + 2];
+        const std::uint32_t a = src[i * C], b = src[i * C + 1], c = src[i * C + 2];
         pd[i] = static_cast<std::uint8_t>((a * w0 + b * w1 + c * w2 + 32768u) >> 16);
         const std::uint32_t mx = std::max(a, std::max(b, c)), mn = std::min(a, std::min(b, c));
         const std::uint8_t ch = static_cast<std::uint8_t>(mx - mn);
@@ -72,16 +79,17 @@ void grey_chroma3(const std::uint8_t* __restrict src, std::uint8_t* __restrict p
 }
 
 TTSFAST_MULTIVERSION
+void grey_chroma3(const std::uint8_t* __restrict src, std::uint8_t* __restrict pd,
+                  std::uint8_t* __restrict pc, std::ptrdiff_t n, std::uint32_t w0,
+                  std::uint32_t w1, std::uint32_t w2) {
+    grey_chroma_body<3>(src, pd, pc, n, w0, w1, w2);
+}
+
+TTSFAST_MULTIVERSION
 void grey_chroma4(const std::uint8_t* __restrict src, std::uint8_t* __restrict pd,
                   std::uint8_t* __restrict pc, std::ptrdiff_t n, std::uint32_t w0,
                   std::uint32_t w1, std::uint32_t w2) {
-    for (std::ptrdiff_t i = 0; i < n; ++i) {
-        const std::uint32_t a = src[i * 4], b = src[i * 4 + 1], c = src[i * 4 + 2];
-        pd[i] = static_cast<std::uint8_t>((a * w0 + b * w1 + c * w2 + 32768u) >> 16);
-        const std::uint32_t mx = std::max(a, std::max(b, c)), mn = std::min(a, std::min(b, c));
-        const std::uint8_t ch = static_cast<std::uint8_t>(mx - mn);
-        pc[i] = pc[i] > ch ? pc[i] : ch;
-    }
+    grey_chroma_body<4>(src, pd, pc, n, w0, w1, w2);
 }
 
 void require_2d_u8_out(const py::array& a, const char* name, std::ptrdiff_t H, std::ptrdiff_t W) {
