@@ -190,6 +190,15 @@ def correct_drift(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p - frac * drift[None], drift
 
 
+def _close_beat(res: "TrackResult", drift_correction: bool) -> None:
+    """For a track over one full beat: record the closure drift and, if asked, remove it."""
+    corrected, drift = correct_drift(res.points)
+    res.drift = drift
+    if drift_correction:
+        res.points = corrected
+        res.drift_corrected = True
+
+
 def track_points(
     flow: np.ndarray,
     points0: np.ndarray,
@@ -251,11 +260,7 @@ def track_points(
     if not inside.all():
         res.warnings.append(f"{int((~inside).sum())} of {inside.size} points left the image")
     if full_beat:
-        corrected, drift = correct_drift(out)
-        res.drift = drift
-        if drift_correction:
-            res.points = corrected
-            res.drift_corrected = True
+        _close_beat(res, drift_correction)
     return res
 
 
@@ -374,11 +379,7 @@ def track_lk(
     if n_fail:
         res.warnings.append(f"LK lost {n_fail} point-steps (kept the previous position)")
     if full_beat:
-        corrected, drift = correct_drift(out)
-        res.drift = drift
-        if drift_correction:
-            res.points = corrected
-            res.drift_corrected = True
+        _close_beat(res, drift_correction)
     return res
 
 
