@@ -48,6 +48,50 @@ def read_grey(path: Path, size: tuple[int, int] = (352, 256)):
     return np.stack(out)
 
 
+def write_test_dicom(path, arr, *, pi: str = "MONOCHROME2", regions=None, tsyntax=None, **tags):
+    """Write an uncompressed (multi-frame) ultrasound DICOM of ``arr`` uint8 [T,H,W(,3)] (None:
+    no pixel data), with patient identifiers that a reader must not copy out, optional
+    SequenceOfUltrasoundRegions items (dicts of tags) and any other tags. ``tsyntax`` replaces
+    the transfer syntax UID (the data stay explicit VR little endian)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.PatientName = "Doe^Jane"
+    ds.PatientID = "SECRET123"
+    ds.PatientBirthDate = "19500101"
+    ds.InstitutionName = "General Hospital"
+    ds.StudyDate = "20200101"
+    ds.Manufacturer = "TestVendor"
+    ds.ManufacturerModelName = "Model X"
+    if arr is not None:
+        ds.set_pixel_data(arr, pi, 8)
+        if arr.shape[0] >= 1 and "NumberOfFrames" not in ds:
+            ds.NumberOfFrames = arr.shape[0]
+    if regions is not None:
+        seq = []
+        for r in regions:
+            item = Dataset()
+            for k, v in r.items():
+                setattr(item, k, v)
+            seq.append(item)
+        ds.SequenceOfUltrasoundRegions = Sequence(seq)
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    if tsyntax is not None:
+        ds.file_meta.TransferSyntaxUID = tsyntax
+    ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
+    return path
+
+
 @pytest.fixture
 def real_clip():
     """Fixture form of :func:`real_clip_path`: ``real_clip("ctrl_a4c_ge_55hz.mp4")``."""

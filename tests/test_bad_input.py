@@ -5,29 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ttsfast import InputError, TTSFastError, preprocess, read_clip
 
+from conftest import write_test_dicom
 
-def _dicom(path, arr=None, *, tsyntax=ExplicitVRLittleEndian, **tags):
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    if arr is not None:
-        ds.set_pixel_data(arr, "MONOCHROME2", 8)
-        ds.NumberOfFrames = arr.shape[0]
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    ds.file_meta.TransferSyntaxUID = tsyntax
-    ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
-    return path
+
+def _dicom(path, arr=None, *, tsyntax=None, **tags):
+    return write_test_dicom(path, arr, tsyntax=tsyntax, **tags)
 
 
 def _video(path, n, size=(64, 48)):

@@ -8,54 +8,18 @@ import numpy as np
 import pydicom
 import pydicom.examples
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import iter_pixels
-from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import ttsfast
 from ttsfast import InputError, read_clip
 from ttsfast.clip import FPS_SOURCES
 
+from conftest import write_test_dicom
+
 YBR_PATH = pydicom.examples.get_path("ybr_color")
 
 
-def write_dicom(path, arr, *, pi="MONOCHROME2", regions=None, extra_file_meta=None, **tags):
-    """Write an uncompressed (multi-frame) ultrasound DICOM of ``arr`` uint8 [T,H,W(,3)]."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.3.1"
-    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.PatientName = "Doe^Jane"
-    ds.PatientID = "SECRET123"
-    ds.PatientBirthDate = "19500101"
-    ds.InstitutionName = "General Hospital"
-    ds.StudyDate = "20200101"
-    ds.Manufacturer = "TestVendor"
-    ds.ManufacturerModelName = "Model X"
-    if arr is not None:
-        ds.set_pixel_data(arr, pi, 8)
-        if arr.shape[0] >= 1 and "NumberOfFrames" not in ds:
-            ds.NumberOfFrames = arr.shape[0]
-    if regions is not None:
-        seq = []
-        for r in regions:
-            item = Dataset()
-            for k, v in r.items():
-                setattr(item, k, v)
-            seq.append(item)
-        ds.SequenceOfUltrasoundRegions = Sequence(seq)
-    for k, v in tags.items():
-        setattr(ds, k, v)
-    if extra_file_meta:
-        for k, v in extra_file_meta.items():
-            setattr(ds.file_meta, k, v)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+write_dicom = write_test_dicom
 
 
 def region(x0, y0, x1, y1, dx=0.03, dy=0.03, fmt=1, units=3):
