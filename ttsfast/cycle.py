@@ -536,13 +536,27 @@ def resample_beat(
             raise InputError(f"beat {ed}->{next_ed} needs flow up to {next_ed - 1}; it has {array.shape[0]} pairs")
         if next_ed - ed == n - 1:  # already n frames: the flow is unchanged
             return np.ascontiguousarray(array[ed:next_ed], dtype=np.float32)
-        # cumulative displacement (Eulerian) at integer frames, then differences at new times
-        cum = np.zeros((next_ed - ed + 1,) + array.shape[1:], dtype=np.float32)
-        np.cumsum(array[ed:next_ed], axis=0, out=cum[1:])
-        tt = t - ed
-        i0 = np.clip(np.floor(tt).astype(int), 0, next_ed - ed)
-        i1 = np.minimum(i0 + 1, next_ed - ed)
-        a = (tt - i0).reshape((-1,) + (1,) * (array.ndim - 1)).astype(np.float32)
-        pos = cum[i0] * (1 - a) + cum[i1] * a
-        return np.ascontiguousarray(np.diff(pos, axis=0))
+        # The displacement over each new interval [t_k, t_k+1] is the integral of the
+        # piecewise-constant input flow (pair j acts on [j, j+1]): a weighted sum of the 1-3
+        # pairs it overlaps, i.e. the difference of the linearly interpolated cumulative flow.
+        src = np.ascontiguousarray(array[ed:next_ed], dtype=np.float32)
+        return _integrate_intervals(src.reshape(src.shape[0], -1), t - ed).reshape((n - 1,) + array.shape[1:])
     raise InputError(f"kind must be 'frames' or 'flow', got {kind!r}")
+
+
+@njit(cache=True, nogil=True)
+def _integrate_intervals(flow: np.ndarray, tt: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Integral of piecewise-constant rows ``flow[j]`` (acting on [j, j+1]) over each
+    interval [tt[k], tt[k+1]]: float32 [J, P] -> [len(tt)-1, P]."""
+    nj, npx = flow.shape
+    out = np.zeros((tt.size - 1, npx), dtype=np.float32)
+    for k in range(tt.size - 1):
+        a, b = tt[k], tt[k + 1]
+        j = max(0, int(np.floor(a)))
+        while j < nj and j < b:
+            w = np.float32(min(b, j + 1.0) - max(a, float(j)))
+            if w > 0:
+                for p in range(npx):
+                    out[k, p] += w * flow[j, p]
+            j += 1
+    return out
