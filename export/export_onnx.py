@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -99,27 +97,20 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, info: dict | None =
     ``info`` (e.g. the ``.train.json`` the trainer writes) goes into the card's
     ``training`` / ``metrics`` fields.
     """
+    from ttsfast._atomic import atomic_path
     from ttsfast.model.card import make_card, sha256_file, write_card
     from ttsfast.model.net import count_flops, count_params, load_checkpoint
 
     net = load_checkpoint(ckpt)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=str(out), prefix=".model-", suffix=".onnx")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(out / "model.onnx", ".onnx") as (final, tmp_name):
+        tmp = Path(tmp_name)
         _export_to(net, tmp)
         import onnx
 
         onnx.checker.check_model(str(tmp))
         parity = verify_onnx(net, tmp, atol=atol)
-        final = out / "model.onnx"
-        os.replace(tmp, final)
-        os.chmod(final, 0o644)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     sha = sha256_file(final)
     info = dict(info or {})
     inputs, outputs = _shapes(net)

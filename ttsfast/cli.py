@@ -100,9 +100,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         write_video(clip, out, rgb=to_rgb(clip, gt) if args.rgb else None)
     m = gt.true_measures()
     if args.truth:
-        tmp = Path(args.truth).with_name("." + Path(args.truth).name + ".tmp")
-        tmp.write_text(json.dumps({"preset": args.preset, "seed": args.seed, "measures": m}, indent=2))
-        os.replace(tmp, args.truth)
+        from ._atomic import write_text_atomic
+
+        write_text_atomic(args.truth, json.dumps({"preset": args.preset, "seed": args.seed, "measures": m}, indent=2))
     pk = m["peak_displacement_px"]
     print(f"{out}: {args.preset} seed={args.seed} {clip.n_frames} frames {clip.shape[1]}x{clip.shape[0]} "
           f"@ {clip.fps:g} fps, HR {gt.heart_rate_bpm:.0f} bpm, {clip.mm_per_px:g} mm/px, "

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ._atomic import write_text_atomic
 from .errors import InputError, TTSFastError
 from .stats import STUDY_MEASURES, classification_metrics, study_table, table_csv_rows, table_markdown
 
@@ -213,12 +214,6 @@ def run_cohort(root: str | os.PathLike, out_dir: str | os.PathLike, *, labels_cs
     return summary
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_cohort_outputs(summary: CohortSummary, *, figures: bool = True) -> None:
     """Write table.csv/.md, failures.csv, metrics.json and figures for a finished run."""
     out = summary.out_dir
@@ -232,20 +227,20 @@ def write_cohort_outputs(summary: CohortSummary, *, figures: bool = True) -> Non
     w = csv.DictWriter(buf, fieldnames=list(crow[0].keys()))
     w.writeheader()
     w.writerows(crow)
-    _write_atomic(out / "table.csv", buf.getvalue())
-    _write_atomic(out / "table.md", table_markdown(rows))
+    write_text_atomic(out / "table.csv", buf.getvalue())
+    write_text_atomic(out / "table.md", table_markdown(rows))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=["key", "path", "error", "message"])
     w.writeheader()
     w.writerows(summary.failed)
-    _write_atomic(out / "failures.csv", buf.getvalue())
+    write_text_atomic(out / "failures.csv", buf.getvalue())
     y, p = [], []
     for rec, lab in zip(summary.records, labels):
         if lab in ("TTS", "STEMI") and isinstance(rec.get("p_tts"), (int, float)):
             y.append(1 if lab == "TTS" else 0)
             p.append(float(rec["p_tts"]))
     metrics = classification_metrics(y, p) if y else {}
-    _write_atomic(out / "metrics.json", json.dumps({"classification": metrics, "n_records": len(summary.records),
+    write_text_atomic(out / "metrics.json", json.dumps({"classification": metrics, "n_records": len(summary.records),
                                                     "n_failed": len(summary.failed)}, indent=2, allow_nan=True))
     if figures and summary.records:
         from .report import plot_cohort_measures, plot_saliency_by_class

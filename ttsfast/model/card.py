@@ -70,23 +70,9 @@ def verify_model_file(model_path: str | Path, card: dict[str, Any]) -> str:
 
 def write_card(card: dict[str, Any], path: str | Path) -> None:
     """Write a card atomically (temporary file then rename), so no half-written card is left."""
-    import os
-    import tempfile
+    from .._atomic import write_text_atomic
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=".card-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(card, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-        os.chmod(path, 0o644)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomic(path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
 def _trained_on(training: dict | None) -> str:

@@ -2,42 +2,16 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from .._atomic import atomic_path
 from ..clip import Clip
 from ..errors import InputError
 
 #: SOP Class UID of Ultrasound Multi-frame Image Storage.
 US_MULTIFRAME_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.3.1"
-
-
-@contextmanager
-def _atomic_target(path: str | os.PathLike, suffix: str) -> Iterator[tuple[Path, str]]:
-    """Yield ``(path, tmp)``: write to ``tmp`` (a file beside ``path``); on success it is renamed
-    to ``path``, on any error it is removed, so no half-written output is ever left."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"output path {path} is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"output folder {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        yield path, tmp
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _check_clip(clip: Clip) -> None:
@@ -84,7 +58,7 @@ def write_dicom(clip: Clip, path: str | os.PathLike, *, jpeg_quality: int | None
     from pydicom.sequence import Sequence
     from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
-    with _atomic_target(path, ".dcm") as (path, tmp):
+    with atomic_path(path, ".dcm") as (path, tmp):
         T, H, W = clip.frames.shape
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = US_MULTIFRAME_SOP_CLASS
@@ -175,7 +149,7 @@ def write_video(clip: Clip, path: str | os.PathLike, rgb: np.ndarray | None = No
         raise InputError("rgb frames must be uint8 [T,H,W,3] matching the clip")
     T, H, W = clip.frames.shape
     fps = float(clip.fps or 30.0)
-    with _atomic_target(path, ext) as (path, tmp):
+    with atomic_path(path, ext) as (path, tmp):
         codecs = ["FFV1", "MJPG"] if ext == ".avi" else ["mp4v", "avc1"]
         writer = None
         for cc in codecs:
