@@ -189,18 +189,10 @@ class Mechanics:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict; keys as in the study table (``mechanics.*``)."""
 
+        from .result import to_jsonable
+
         def rnd(v: Any) -> Any:
-            if isinstance(v, dict):
-                return {k: rnd(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [rnd(x) for x in v]
-            if isinstance(v, np.ndarray):
-                return rnd(v.tolist())
-            if isinstance(v, (float, np.floating)):
-                return None if not np.isfinite(v) else round(float(v), 4)
-            if isinstance(v, np.integer):
-                return int(v)
-            return v
+            return to_jsonable(v, digits=4)
 
         return {
             "beat": [int(x) for x in self.beat],

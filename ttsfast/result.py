@@ -86,26 +86,29 @@ class AnalysisResult:
             "timings_ms": self.timings_ms,
             "source": self.source,
         }
-        return _jsonable(d)
+        return to_jsonable(d)
 
     def to_json(self, coords: str = "original", indent: int | None = 2) -> str:
         """JSON text of :meth:`to_dict`."""
         return json.dumps(self.to_dict(coords), indent=indent, allow_nan=False)
 
 
-def _jsonable(x: Any) -> Any:
-    """Recursively convert numpy scalars/arrays to Python, non-finite floats to None."""
+def to_jsonable(x: Any, digits: int | None = None) -> Any:
+    """Recursively convert numpy scalars/arrays and tuples to plain Python, non-finite floats
+    to None, and round floats to ``digits`` decimals when given."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): to_jsonable(v, digits) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [to_jsonable(v, digits) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return to_jsonable(x.tolist(), digits)
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (float, np.floating)):
         v = float(x)
-        return v if math.isfinite(v) else None
+        if not math.isfinite(v):
+            return None
+        return v if digits is None else round(v, digits)
     return x
