@@ -274,10 +274,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .report import write_report
 
     path = demo_clip_path()
-    analyze(path)  # warm-up: first call compiles Numba kernels and opens the ONNX session
     res = analyze(path)
     out = write_report(res, args.out)
     print(format_summary(res, path))
+    print("(first call in this process: the times include opening the ONNX session and loading the "
+          "Numba kernels; see the README for warm timings)")
     print(f"report: {out}/report.json, figures: {out}/saliency.png {out}/mechanics.png, video: {out}/overlay.mp4")
     return 0
 
