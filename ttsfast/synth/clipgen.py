@@ -46,6 +46,9 @@ CLIP_DEFAULTS = {
     "lateral_sigma_rad": 0.016,
     "min_lateral_mm": 1.1,
     "threads": 2,
+    # keep the LV myocardium this far (mm) inside the sector over the whole cycle, as a
+    # sonographer frames an apical view (None: leave the drawn position alone)
+    "sector_margin_mm": 3.0,
 }
 
 #: Override aliases accepted by :func:`generate`.
@@ -82,7 +85,7 @@ def draw_params(preset: str = "normal", seed: int = 0, **overrides) -> dict:
         k = _ALIASES.get(k, k)
         if k not in p:
             raise InputError(f"unknown synth override {k!r}; known: {sorted(p)}")
-        if v is not None or k == "start_phase":
+        if v is not None or k in ("start_phase", "sector_margin_mm"):
             p[k] = v
     if "heart_rate_bpm" in overrides or "hr" in overrides or "heart_rate" in overrides:
         from .presets import _systolic_timing
@@ -91,8 +94,61 @@ def draw_params(preset: str = "normal", seed: int = 0, **overrides) -> dict:
     _validate(p)
     derive_excursion(p)
     p["seed"] = seed
+    if p["sector_margin_mm"] is not None and not ({"apex_x_mm", "apex_depth_mm"} & set(overrides)):
+        fit_in_sector(p, seed, float(p["sector_margin_mm"]))
     return p
 
+
+def sector_margins(p: dict, seed: int, n_times: int = 48) -> tuple[float, float]:
+    """Smallest distance (mm) of the LV epicardium to the left and the right sector edge over
+    one cardiac cycle.
+
+    The mid-wall points of both walls are moved by the motion model over one period; the
+    epicardium is taken half a wall thickness outside them.
+
+    Returns
+    -------
+    (left, right) : tuple of float
+        mm; negative where the myocardium leaves the sector (the image then holds no echo of
+        it and no tracker can follow it).
+    """
+    geo, model = model_for(p, seed)
+    t = model.timing.t0 + np.linspace(0.0, model.timing.period, n_times)
+    pts = np.concatenate([geo.midwall["inferoseptal"], geo.midwall["anterolateral"]])
+    cur = model.displace(pts, t)  # [T, N, 2] mm, x lateral, y depth
+    r = np.hypot(cur[..., 0], cur[..., 1])
+    phi = np.arctan2(cur[..., 0], cur[..., 1])
+    left = float(np.min((geo.half_angle + phi) * r)) - 0.5 * geo.wall
+    right = float(np.min((geo.half_angle - phi) * r)) - 0.5 * geo.wall
+    return left, right
+
+
+def fit_in_sector(p: dict, seed: int, margin_mm: float = 3.0, max_iter: int = 10) -> None:
+    """Frame the drawn heart so that the LV myocardium stays ``margin_mm`` inside the sector.
+
+    As a sonographer would, in this order and only as far as needed: widen the sector (half
+    angle up to 45 degrees), move the probe up the chest (apex deeper, up to 44 mm, the range
+    the presets draw from), then slide it sideways (``apex_x_mm``, the smallest shift that
+    frees the crowded side). ``p`` is changed in place; a heart that already fits is left
+    exactly as drawn.
+    """
+    for _ in range(max_iter):
+        left, right = sector_margins(p, seed)
+        short = margin_mm - min(left, right)
+        if short <= 0:
+            return
+        r_worst = 60.0  # mm: typical depth of the crowded mid/apical wall
+        if float(p["half_angle_deg"]) < 45.0:
+            p["half_angle_deg"] = float(min(45.0, float(p["half_angle_deg"]) + np.degrees((short + 0.1) / r_worst)))
+        elif float(p["apex_depth_mm"]) < 44.0:
+            p["apex_depth_mm"] = float(min(44.0, float(p["apex_depth_mm"]) + 2.0 * (short + 0.1)))
+        elif left + right < 2.0 * margin_mm + 0.5:  # too wide for the sector even so: centre it
+            p["apex_x_mm"] = float(p["apex_x_mm"]) + 0.5 * (right - left)
+            p["apex_depth_mm"] = float(min(60.0, float(p["apex_depth_mm"]) + 1.0))
+        elif right < margin_mm:
+            p["apex_x_mm"] = float(p["apex_x_mm"]) - (margin_mm - right + 0.1)
+        else:
+            p["apex_x_mm"] = float(p["apex_x_mm"]) + (margin_mm - left + 0.1)
 
 def _validate(p: dict) -> None:
     def num(k: str, lo: float, hi: float) -> None:
