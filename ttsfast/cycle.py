@@ -340,6 +340,12 @@ def detect_cycles(
             if periodic:
                 lo_f, hi_f = (0.9, 1.1) if edge else (0.8, 1.25)
                 ok = lo_f * period_ac <= length <= hi_f * period_ac
+            elif b == n_frames - 1 and not _atrial_descent(p, b, es, 0.15 * fps):
+                # without a period to check it against, a still last frame may as well be
+                # diastasis before the atrial kick: the beat's end is not in the clip
+                warnings.append(f"beat {a}->{b} rejected: the clip ends in diastasis before the atrial "
+                                "motion, so the next end-diastole is not in it and no period confirms it")
+                continue
             else:
                 ok = pmin <= length <= pmax
             if not ok:
@@ -364,6 +370,7 @@ def detect_cycles(
         raise QualityError(
             f"no complete cardiac cycle found ({n_frames} frames in the clip"
             + (f", period {period_ac:.1f} frames" if periodic else "") + "); record at least one full beat"
+            + "".join(f"; {w}" for w in warnings if " rejected: " in w)
         )
     beats, lengths, times, eds, ess, p, vd = got
     period = period_ac if periodic else float(np.mean(lengths))
@@ -420,6 +427,16 @@ def _end_of_systole(vd: np.ndarray, ed: int, next_ed: int, frac: float = 0.05,
         # isovolumic relaxation time; never before the end of shortening
         return max(start, end - ivrt_frames) + 0.5
     return 0.5 * (start + end) + 0.5
+
+
+def _atrial_descent(p: np.ndarray, end: int, es: int, a_frames: float, rel: float = 0.1) -> bool:
+    """Whether the integrated position ``p`` falls over the ``a_frames`` before frame ``end``
+    by at least ``rel`` of the beat's swing (``p[es] - p[end]``): the atrial (A') motion away
+    from the apex that ends diastole. Without it a still last frame may be mid-diastole."""
+    k = max(2, int(round(a_frames)))
+    lo = max(es, end - k)
+    swing = p[es] - p[end]
+    return bool(swing > 0 and p[lo:end].max() - p[end] >= rel * swing)
 
 
 def _refine_min(p: np.ndarray, i: int) -> float:
