@@ -321,16 +321,18 @@ def _lv_cavity(img: np.ndarray, mask: np.ndarray, thr_factor: float = 1.0) -> tu
         # the exterior: every free region touching the image border or outside the sector
         outside = set(np.unique(lab[~mask]).tolist()) | set(np.unique(
             np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])).tolist())
-        best, best_top = 0, np.inf
         areas = [stats[i, cv2.CC_STAT_AREA] for i in range(1, n) if i not in outside]
         big_area = max(areas) if areas else 0
-        for i in range(1, n):
-            # chambers are the big holes; slivers of background between walls are not
-            if i in outside or stats[i, cv2.CC_STAT_AREA] < max(min_area, 0.4 * big_area):
-                continue
-            top = stats[i, cv2.CC_STAT_TOP]
-            if top < best_top:
-                best, best_top = i, top
+        # chambers are the big holes; slivers of background between walls are not
+        cands = [i for i in range(1, n)
+                 if i not in outside and stats[i, cv2.CC_STAT_AREA] >= max(min_area, 0.4 * big_area)]
+        best = 0
+        if cands:
+            # the highest top; of tops within 10 % of the image height of it (an RV squeezed up
+            # along the sector edge can reach as high as the LV apex), the larger chamber
+            top0 = min(stats[i, cv2.CC_STAT_TOP] for i in cands)
+            near = [i for i in cands if stats[i, cv2.CC_STAT_TOP] <= top0 + 0.1 * h]
+            best = max(near, key=lambda i: stats[i, cv2.CC_STAT_AREA])
         if best:
             others = [lab == i for i in range(1, n)
                       if i != best and i not in outside and stats[i, cv2.CC_STAT_AREA] >= 0.3 * stats[best, cv2.CC_STAT_AREA]]
