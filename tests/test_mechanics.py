@@ -400,11 +400,21 @@ def test_synth_measures_with_true_flow(preset, synth_cache):
     print(f"\n{preset} true flow, beat {beat}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
           f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %")
     assert exc <= 0.5 and strain <= 1.5 and gls <= 1.0 and vel <= 0.10
+    # The same with the TRUE beat times: the paper's measure is then exact (measured <= 0.03 px),
+    # so what is left above is the detected ED / next ED (0.3-0.9 frame off on the slow tts and
+    # stemi presets), which shifts the 32-frame resampling grid under the largest step.
+    tmd = gt.model.timing
+    k = _gt_beat(gt, clip.fps, times[0])
+    true_times = tuple(float(x) * clip.fps for x in (tmd.t0 + k * tmd.period, tmd.t0 + k * tmd.period + tmd.t_es,
+                                                     tmd.t0 + (k + 1) * tmd.period))
+    m_t = measure_mechanics(clip.frames, tf, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
+                            beat_times=true_times, drift_correction=False)
+    pk_t = _measure_errors(m_t, tm)[0]
+    print(f"{preset} true flow and true beat times: |err| peak displacement {pk_t:.3f} px")
+    assert pk_t <= 0.05
     if pk > 0.1:
-        # Seen since the overlapping presets (tts seed 0: 0.140 px), not yet diagnosed; the
-        # suspect is the detected ES: with post-systolic shortening the largest step sits next
-        # to end-systole, where one frame moves it between the phases. Open.
-        pytest.xfail(f"{preset}: peak displacement {pk:.3f} px > 0.1 with the true flow (not diagnosed)")
+        pytest.xfail(f"{preset}: peak displacement {pk:.3f} px > 0.1 with the true flow and the detected beat "
+                     f"times ({pk_t:.3f} px with the true times): the ED timing, not the measure")
 
 
 @pytest.mark.parametrize("preset", PRESETS)
