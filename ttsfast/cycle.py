@@ -404,7 +404,8 @@ def _end_of_systole(vd: np.ndarray, ed: int, next_ed: int, frac: float = 0.05,
         return float("nan")
 
     def crossing(k: int, level: float) -> float:
-        # velocities sit at step midpoints (k + 0.5); linear interpolation of the crossing
+        # velocities sit at step midpoints (vd[k] at frame time k + 0.5); linear interpolation of
+        # the crossing, returned as a frame time
         v0, v1 = vd[k - 1], vd[k]
         return (k - 0.5) + (v0 - level) / (v0 - v1) if v0 != v1 else k - 0.5
 
@@ -419,14 +420,19 @@ def _end_of_systole(vd: np.ndarray, ed: int, next_ed: int, frac: float = 0.05,
             while j - 1 > k_pk and vd[j - 1] < -thr:
                 j -= 1
             end = crossing(j, -thr)
+            # the threshold is crossed after the onset: follow the E' slope back to zero velocity
+            jj = min(j + 1, vd.size - 1)
+            slope = (vd[j - 1] - vd[jj]) / max(jj - (j - 1), 1)
+            if slope > 0:
+                end -= thr / slope
             break
     if start is None or end is None:
         return float("nan")
     if ivrt_frames is not None:
         # physiological prior: aortic closure precedes mitral opening (E' onset) by the
         # isovolumic relaxation time; never before the end of shortening
-        return max(start, end - ivrt_frames) + 0.5
-    return 0.5 * (start + end) + 0.5
+        return max(start, end - ivrt_frames)
+    return 0.5 * (start + end)
 
 
 def _atrial_descent(p: np.ndarray, end: int, es: int, a_frames: float, rel: float = 0.1) -> bool:
