@@ -315,10 +315,12 @@ def measure_mechanics(
         13 px, 1 level, kept where it lies within 1 px of the flow prediction) or ``"lk"`` (the
         original study: frame-to-frame LK, 75 px, 5 levels).
         On 6 noisy synthetic clips (normal, tts, stemi_anterior x 2 seeds, full beats, true
-        landmarks) ``"flow+lk"`` lowered the worst segmental peak-strain error per clip from
-        6.9 (median) / 10.2 (max) to 4.8 / 7.1 strain points, the excursion error from
-        0.68 / 1.09 to 0.34 / 1.04 px and the S'/E' error from 9.1 / 12.7 % to 6.6 / 9.3 %, for
-        about 30 ms per beat; it is not the default because on the real GE control clip it
+        landmarks, through ``preprocess``), median / max over clips of each clip's worst value,
+        ``"flow"`` against ``"flow+lk"``: segmental peak strain 2.4 / 4.7 against 2.7 / 3.6
+        strain points, GLS 0.35 / 0.62 against 0.48 / 1.68, excursion 0.52 / 0.96 against
+        0.54 / 0.73 px, S'/E' 11.9 / 15.1 % against 9.2 / 12.7 % (the study's LK: 10.9 / 16.3
+        points, 1.3 / 3.4, 2.5 / 3.5 px, 19 / 24 %), for about 30 ms per beat. It is not the
+        default because it is not better on every measure and on the real GE control clip it
         made the beat-closure drift of the annulus points larger (up to 7.3 px against 2.4).
     n_resample : int
         Frames per beat for the paper's measure (32).
