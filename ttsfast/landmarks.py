@@ -560,7 +560,7 @@ def detect_landmarks(
 
     from .tracking import track_points
 
-    ed, es, _ = (int(x) for x in beat)
+    ed, es, ned = (int(x) for x in beat)
     h, w = frames.shape[1:]
     if mask is None:
         mask = frames.max(axis=0) > 0
@@ -625,16 +625,20 @@ def detect_landmarks(
     # both edges); their mean sets the apex's mid-wall offset, while the annulus search offsets
     # the cavity border by half of "narrow", the width measured from that same border
     wall_ref = 0.5 * (narrow + wide)
-    # systolic longitudinal excursion of the mid-wall points (up = toward the apex)
+    # systolic longitudinal excursion of the mid-wall points (up = toward the apex): the largest
+    # upward displacement from ED to one frame past ES, so that a detected ES a frame early does
+    # not move the peak (not further: the leaflets open toward the apex after isovolumic
+    # relaxation and would draw the peak onto them)
     exc = {}
+    t_end = min(ned - 1, es + 1)
     for side, pts in mids.items():
         okp = np.all(np.isfinite(pts), axis=1)
         e = np.full(rows.size, np.nan)
         if okp.sum() >= 5 and es > ed:
             q = pts[okp].copy()
             q[:, 0] = np.clip(q[:, 0], 0, w - 1)
-            tr = track_points(flow, q, t0=ed, t1=es)
-            e[okp] = -(tr.points[-1, :, 1] - tr.points[0, :, 1])
+            tr = track_points(flow, q, t0=ed, t1=max(t_end, es))
+            e[okp] = -(tr.points[:, :, 1] - tr.points[0, :, 1]).min(axis=0)
         exc[side] = e
     # the annulus: peak excursion on the lower half of each border (smoothed along the border)
     ann = {}
