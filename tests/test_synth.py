@@ -436,3 +436,15 @@ def test_rendered_walls_are_inside_the_sector():
         pts = np.rint(gt.wall_points[wall]).astype(int)  # [T, N, 2]
         d = dist[pts[..., 1], pts[..., 0]]
         assert d.min() >= need, (wall, float(d.min()), need)
+
+
+def test_unframed_heart_is_reported():
+    """With the drawn geometry kept (sector_margin_mm=None) a heart whose wall leaves the sector
+    says so in the clip's warnings; a framed one does not."""
+    from ttsfast.synth.clipgen import draw_params, sector_margins
+
+    seed = next(s for s in range(40) if min(sector_margins(draw_params("tts", s, sector_margin_mm=None), s)) < -2)
+    clip, _ = generate(preset="tts", seed=seed, n_frames=4, sector_margin_mm=None)
+    assert any("leaves the sector" in w for w in clip.warnings)
+    clip, _ = generate(preset="tts", seed=seed, n_frames=4)
+    assert not any("leaves the sector" in w for w in clip.warnings)

@@ -150,6 +150,7 @@ def fit_in_sector(p: dict, seed: int, margin_mm: float = 3.0, max_iter: int = 10
         else:
             p["apex_x_mm"] = float(p["apex_x_mm"]) + (margin_mm - left + 0.1)
 
+
 def _validate(p: dict) -> None:
     def num(k: str, lo: float, hi: float) -> None:
         try:
@@ -210,8 +211,9 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
         end-diastole), ``fps`` (50), ``heart_rate_bpm`` (alias ``hr``),
         ``height`` (256), ``width`` (352), ``mm_per_px`` (0.9), ``mirrored`` (False),
         ``overlays`` (False), ``noise`` (thermal noise factor, 1 = typical),
-        ``start_phase`` (fraction of a cycle before the first end-diastole), ``threads``;
-        or any preset parameter (``strain``, ``radial_mm``, ``depth_mm``, ``dropout``,
+        ``start_phase`` (fraction of a cycle before the first end-diastole), ``threads``,
+        ``sector_margin_mm`` (3: the LV is framed this far inside the sector, see
+        :func:`fit_in_sector`; None keeps the drawn geometry); or any preset parameter (``strain``, ``radial_mm``, ``depth_mm``, ``dropout``,
         ``clutter_db``, ``gain_db``, ...).
 
     Returns
@@ -316,6 +318,10 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
         "n_frames": T, "original_size": (H, W), "seed": seed, "mirrored": mirrored,
         "overlays": bool(p["overlays"]), "depth_mm": geo.depth,
     })
+    left, right = sector_margins(p, seed)
+    if min(left, right) < 0.0:
+        clip.warnings.append(f"the LV myocardium leaves the sector by {-min(left, right):.1f} mm in this clip: "
+                             "the ground truth there holds motion the image cannot show")
     return clip, gt
 
 
