@@ -34,7 +34,7 @@ if _REPO not in sys.path:
 def _settings() -> tuple[int, int]:
     quick = os.environ.get("TTSFAST_BENCH_QUICK", "") not in ("", "0")
     threads = int(os.environ.get("TTSFAST_BENCH_THREADS", "1"))
-    return (5 if quick else 15), threads
+    return (11 if quick else 15), threads
 
 
 def _model(tmp: Path):
