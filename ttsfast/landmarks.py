@@ -630,14 +630,14 @@ def detect_landmarks(
     # not move the peak (not further: the leaflets open toward the apex after isovolumic
     # relaxation and would draw the peak onto them)
     exc = {}
-    t_end = min(ned - 1, es + 1)
+    t_end = min(ned - 1, es + 1)  # >= es, since es < ned
     for side, pts in mids.items():
         okp = np.all(np.isfinite(pts), axis=1)
         e = np.full(rows.size, np.nan)
         if okp.sum() >= 5 and es > ed:
             q = pts[okp].copy()
             q[:, 0] = np.clip(q[:, 0], 0, w - 1)
-            tr = track_points(flow, q, t0=ed, t1=max(t_end, es))
+            tr = track_points(flow, q, t0=ed, t1=t_end)
             e[okp] = -(tr.points[:, :, 1] - tr.points[0, :, 1]).min(axis=0)
         exc[side] = e
     # the annulus: peak excursion on the lower half of each border (smoothed along the border)

@@ -112,7 +112,11 @@ def sector_margins(p: dict, seed: int, n_times: int = 48) -> tuple[float, float]
         mm; negative where the myocardium leaves the sector (the image then holds no echo of
         it and no tracker can follow it).
     """
-    geo, model = model_for(p, seed)
+    return _margins(*model_for(p, seed), n_times)
+
+
+def _margins(geo, model, n_times: int = 48) -> tuple[float, float]:
+    """:func:`sector_margins` of an already built geometry and motion model."""
     t = model.timing.t0 + np.linspace(0.0, model.timing.period, n_times)
     pts = np.concatenate([geo.midwall["inferoseptal"], geo.midwall["anterolateral"]])
     cur = model.displace(pts, t)  # [T, N, 2] mm, x lateral, y depth
@@ -318,7 +322,7 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
         "n_frames": T, "original_size": (H, W), "seed": seed, "mirrored": mirrored,
         "overlays": bool(p["overlays"]), "depth_mm": geo.depth,
     })
-    left, right = sector_margins(p, seed)
+    left, right = _margins(geo, model)
     if min(left, right) < 0.0:
         clip.warnings.append(f"the LV myocardium leaves the sector by {-min(left, right):.1f} mm in this clip: "
                              "the ground truth there holds motion the image cannot show")
