@@ -100,7 +100,8 @@ def _check_flow(flow: np.ndarray) -> np.ndarray:
 
 
 def longitudinal_signal(
-    flow: np.ndarray, mask: np.ndarray | None = None, axis: np.ndarray | None = None
+    flow: np.ndarray, mask: np.ndarray | None = None, axis: np.ndarray | None = None,
+    trim: float = 0.0,
 ) -> np.ndarray:
     """Mean longitudinal velocity of the moving tissue, per frame pair.
 
@@ -113,6 +114,10 @@ def longitudinal_signal(
     axis : np.ndarray, optional
         ``[2]`` unit vector of the long axis pointing to the apex in image coordinates;
         default ``(0, -1)`` (apex at the top).
+    trim : float
+        Fraction in ``[0, 0.45]`` of the pixels dropped at EACH end of that frame pair's
+        velocities before averaging (a trimmed mean). Fast thin structures that move against
+        the walls (the mitral leaflets closing at end-diastole) then no longer pull the mean.
 
     Returns
     -------
@@ -120,7 +125,17 @@ def longitudinal_signal(
         float64 ``[T-1]`` px/frame, positive toward the apex. Each pixel is weighted by its mean
         speed over the clip, so that still background and noise count little.
     """
+    return _signals(flow, mask, axis, (float(trim),))[0]
+
+
+def _signals(
+    flow: np.ndarray, mask: np.ndarray | None, axis: np.ndarray | None, trims: tuple[float, ...]
+) -> list[np.ndarray]:
+    """:func:`longitudinal_signal` for several ``trims`` at the cost of one pixel selection."""
     flow = _check_flow(flow)
+    for tr in trims:
+        if not (0.0 <= tr <= 0.45):
+            raise InputError(f"trim must be in [0, 0.45], got {tr}")
     ax = np.array([0.0, -1.0]) if axis is None else np.asarray(axis, dtype=np.float64).reshape(2)
     ax = ax / max(np.linalg.norm(ax), 1e-12)
     f = np.ascontiguousarray(flow, dtype=np.float32)
@@ -136,8 +151,15 @@ def longitudinal_signal(
         w = np.where(w >= np.quantile(pos, 0.5), w, 0.0)
     wsum = w.sum()
     if not np.isfinite(wsum) or wsum <= 0:
-        return np.zeros(flow.shape[0])
-    return _weighted_projection(f, w, float(ax[0]), float(ax[1])) / wsum
+        return [np.zeros(flow.shape[0]) for _ in trims]
+    out = []
+    for tr in trims:
+        if tr == 0.0:
+            out.append(_weighted_projection(f, w, float(ax[0]), float(ax[1])) / wsum)
+        else:
+            ys, xs = np.nonzero(w)
+            out.append(_trimmed_projection(f, ys, xs, w[ys, xs], float(ax[0]), float(ax[1]), tr))
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -164,6 +186,30 @@ def _weighted_projection(f: np.ndarray, wgt: np.ndarray, ax0: float, ax1: float)
                 if wgt[y, x] != 0.0:
                     acc += wgt[y, x] * (f[t, y, x, 0] * ax0 + f[t, y, x, 1] * ax1)
         out[t] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _trimmed_projection(f: np.ndarray, ys: np.ndarray, xs: np.ndarray, wgt: np.ndarray,
+                        ax0: float, ax1: float, trim: float) -> np.ndarray:  # pragma: no cover
+    """Per frame pair, the ``wgt``-weighted mean of (flow . axis) over the pixels (ys, xs) whose
+    value lies between that frame's ``trim`` and ``1 - trim`` quantiles: -> float64 [T]."""
+    n, m = f.shape[0], ys.size
+    k = min(int(trim * m), (m - 1) // 2)
+    out = np.zeros(n)
+    vals = np.empty(m)
+    for t in range(n):
+        for j in range(m):
+            vals[j] = f[t, ys[j], xs[j], 0] * ax0 + f[t, ys[j], xs[j], 1] * ax1
+        srt = np.partition(vals, (k, m - 1 - k))
+        lo, hi = srt[k], srt[m - 1 - k]
+        acc = 0.0
+        wacc = 0.0
+        for j in range(m):
+            if lo <= vals[j] <= hi:
+                acc += wgt[j] * vals[j]
+                wacc += wgt[j]
+        out[t] = acc / wacc if wacc > 0 else 0.0
     return out
 
 
@@ -200,6 +246,13 @@ def _period(v: np.ndarray, pmin: float, pmax: float) -> tuple[float, float]:
     den = a - 2 * b + c
     off = 0.5 * (a - c) / den if den < 0 else 0.0
     return float(k + np.clip(off, -0.5, 0.5)), float(np.clip(b, 0.0, 1.0))
+
+
+#: Trimmed fraction at each end of the per-frame velocities for the sub-frame end-diastole.
+#: On 24 noisy synthetic clips (3 presets x seeds 0-7, half mirrored, a third at 30 fps) the
+#: end-diastole error (median / max frames) was 0.49 / 0.98 with the plain mean and 0.26 / 0.85
+#: with 15 %; the end-systole, read from the plain mean, got worse with trimming (max 1.3 -> 5.3).
+ED_TRIM = 0.15
 
 
 def detect_cycles(
@@ -257,7 +310,9 @@ def detect_cycles(
             raise InputError(f"fps must be a positive number of frames/s, got {fps!r}")
     if not (0 < min_bpm < max_bpm):
         raise InputError(f"need 0 < min_bpm < max_bpm, got {min_bpm}, {max_bpm}")
-    v = longitudinal_signal(flow, mask, axis)
+    # the mean for the beats and end-systole (the leaflets opening mark the E' onset), the
+    # trimmed mean for the sub-frame end-diastole (the leaflets closing would pull it late)
+    v, v_ed = _signals(flow, mask, axis, (0.0, ED_TRIM))
     n_frames = v.size + 1
     warnings: list[str] = []
     if not np.all(np.isfinite(v)):
@@ -312,17 +367,20 @@ def detect_cycles(
 
     def read_beats(periodic: bool) -> tuple | None:
         # drift removal: zero-mean velocity over whole periods (periodic) or between the first and last ED
+        span = slice(0, v.size)
         if periodic:
             n_whole = int(np.floor(v.size / period_ac))
-            span = int(round(n_whole * period_ac)) if n_whole >= 1 else v.size
-            vd = v - v[:max(span, 1)].mean()
+            span = slice(0, max(int(round(n_whole * period_ac)) if n_whole >= 1 else v.size, 1))
+            vd = v - v[span].mean()
         else:
-            vd = v.copy()
+            vd, span = v.copy(), None
         eds, ess = _ed_es(vd, n_frames)
         if not periodic and len(eds) >= 2 and eds[-1] > eds[0]:
-            vd = v - v[eds[0]:eds[-1]].mean()
+            span = slice(eds[0], eds[-1])
+            vd = v - v[span].mean()
             eds, ess = _ed_es(vd, n_frames)
         p = np.concatenate([[0.0], np.cumsum(vd)])
+        p_ed = np.concatenate([[0.0], np.cumsum(v_ed - (0.0 if span is None else v_ed[span].mean()))])
         beats: list[tuple[int, int, int]] = []
         lengths: list[float] = []
         times: list[tuple[float, float, float]] = []
@@ -352,8 +410,9 @@ def detect_cycles(
                 warnings.append(f"beat {a}->{b} ({length} frames) rejected: outside the plausible period")
                 continue
             beats.append((int(a), int(es), int(b)))
-            lengths.append(_refine_min(p, b) - _refine_min(p, a))
-            times.append((_refine_min(p, a), es_f, _refine_min(p, b)))
+            ed_a, ed_b = _ed_time(p_ed, a), _ed_time(p_ed, b)
+            lengths.append(ed_b - ed_a)
+            times.append((ed_a, es_f, ed_b))
         if not beats:
             return None
         return beats, lengths, times, eds, ess, p, vd
@@ -443,6 +502,14 @@ def _atrial_descent(p: np.ndarray, end: int, es: int, a_frames: float, rel: floa
     lo = max(es, end - k)
     swing = p[es] - p[end]
     return bool(swing > 0 and p[lo:end].max() - p[end] >= rel * swing)
+
+
+def _ed_time(p_ed: np.ndarray, i: int) -> float:
+    """Sub-frame end-diastole near the integer end-diastole ``i``: the minimum of the trimmed-mean
+    position ``p_ed`` among frames ``i-1 .. i+1``, refined by a parabola, within one frame of ``i``."""
+    lo, hi = max(i - 1, 0), min(i + 2, p_ed.size)
+    j = lo + int(np.argmin(p_ed[lo:hi]))
+    return float(np.clip(_refine_min(p_ed, j), i - 1.0, i + 1.0))
 
 
 def _refine_min(p: np.ndarray, i: int) -> float:
