@@ -314,12 +314,13 @@ def measure_mechanics(
         step of the flow track refined by Lucas-Kanade with a small window on the speckle,
         13 px, 1 level, kept where it lies within 1 px of the flow prediction) or ``"lk"`` (the
         original study: frame-to-frame LK, 75 px, 5 levels).
-        On 6 noisy synthetic clips (normal, tts, stemi_anterior x 2 seeds, full beats, true
+        On 18 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-5, full beats, true
         landmarks, through ``preprocess``), median / max over clips of each clip's worst value,
-        ``"flow"`` against ``"flow+lk"``: segmental peak strain 2.4 / 4.7 against 2.7 / 3.6
-        strain points, GLS 0.35 / 0.62 against 0.48 / 1.68, excursion 0.52 / 0.96 against
-        0.54 / 0.73 px, S'/E' 11.9 / 15.1 % against 9.2 / 12.7 % (the study's LK: 10.9 / 16.3
-        points, 1.3 / 3.4, 2.5 / 3.5 px, 19 / 24 %), for about 30 ms per beat. It is not the
+        ``"flow"`` against ``"flow+lk"``: segmental peak strain 3.5 / 8.8 against 3.2 / 7.4
+        strain points, GLS 0.39 / 2.91 against 0.48 / 1.65, peak displacement 0.21 / 0.77
+        against 0.29 / 0.50 px, excursion 0.66 / 1.42 against 0.56 / 1.41 px, S'/E' 8.4 / 21.5
+        against 9.4 / 20.5 % (the study's LK: 10.9 / 19.2 points, 1.75 / 5.6, 0.56 / 1.29 px,
+        2.6 / 4.0 px, 18 / 33 %); ``"flow+lk"`` costs about 30 ms more per beat. It is not the
         default because it is not better on every measure and on the real GE control clip it
         made the beat-closure drift of the annulus points larger (up to 7.3 px against 2.4).
     n_resample : int
