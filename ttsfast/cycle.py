@@ -367,7 +367,6 @@ def detect_cycles(
 
     def read_beats(periodic: bool) -> tuple | None:
         # drift removal: zero-mean velocity over whole periods (periodic) or between the first and last ED
-        span = slice(0, v.size)
         if periodic:
             n_whole = int(np.floor(v.size / period_ac))
             span = slice(0, max(int(round(n_whole * period_ac)) if n_whole >= 1 else v.size, 1))
