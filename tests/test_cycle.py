@@ -229,6 +229,13 @@ def test_synth_ed_es_and_heart_rate(preset):
     err = [np.min(np.abs(ed_cont - t)) for times in res.beat_times for t in (times[0], times[2])]
     print(f"sub-frame ED errors {np.round(err, 2)}")
     assert max(err) <= 1.0  # the issue: within one frame
+    # sub-frame end-systoles against the continuous ES times: 48 clips (seeds 0-15) gave at most
+    # 1.40 frames, 6 of 48 clips beyond 1 (the IVRT prior cannot know each heart's IVRT)
+    es_cont = ed_cont + tm.t_es * clip.fps
+    err_es = [np.min(np.abs(es_cont - times[1])) for times in res.beat_times]
+    print(f"sub-frame ES errors {np.round(err_es, 2)}")
+    assert max(err_es) <= 1.5
+    worst_es = max(worst_es, max(err_es))
     if worst_es > 1:  # reported to the lead (issue 5): ES within 1 frame not met on every beat
         pytest.xfail(f"{preset}: an end-systole is {worst_es:.0f} frames from the truth (target 1)")
 
