@@ -11,6 +11,10 @@ from .cycle import CycleResult, detect_cycles, resample_beat
 from .landmarks import Landmarks, detect_landmarks
 from .mechanics import Mechanics, measure_mechanics
 from .tracking import TrackResult, track_points
+from .result import AnalysisResult
+# the function shadows its module's name on the package: ``ttsfast.analyze(...)`` is the entry
+# point; ``from ttsfast.analyze import analyze`` keeps working (the import system uses sys.modules)
+from .analyze import analyze
 
 __version__ = "0.1.0"
 
@@ -18,3 +22,16 @@ __all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorG
 __all__ += ["make_inputs", "predict", "predict_batch", "grad_cam", "region_shares"]
 __all__ += ["CycleResult", "detect_cycles", "resample_beat", "Landmarks", "detect_landmarks", "Mechanics",
             "measure_mechanics", "TrackResult", "track_points"]
+__all__ += ["analyze", "AnalysisResult"]
+
+#: Subpackages imported on first use (``ttsfast.synth.generate(...)`` after a bare
+#: ``import ttsfast``), so that ``import ttsfast`` stays as light as the analysis needs.
+_LAZY = ("synth", "cohort", "report", "stats", "demo", "cli")
+
+
+def __getattr__(name: str):  # PEP 562
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'ttsfast' has no attribute {name!r}")
