@@ -278,3 +278,37 @@ def test_cli_train_synthetic_smoke(tmp_path):
     assert info["training"]["n_clips"] + len(info["training"]["skipped"]) == 4
     assert isinstance(load_checkpoint(out), TwoArmNet)
     assert len(list((tmp_path / "cache").glob("*.npz"))) == info["training"]["n_clips"]
+
+
+@pytest.mark.slow
+def test_shipped_model_discriminates_fresh_synthetic_clips(tmp_path):
+    """The shipped model, through the shipped ONNX runtime path, on 24 synthetic clips it never
+    saw (seeds 300000+, neither training nor held-out): TTS must rank above STEMI. Expected
+    ~0.84 (the card's held-out AUC); with 24 clips the AUC's SD is ~0.08, so the bar is 0.65,
+    far above chance (0.5) and below what a working model gives."""
+    from ttsfast.model.runtime import predict_batch
+    from ttsfast.model.train import binary_metrics, build_synthetic_cohort
+
+    coh = build_synthetic_cohort(24, seed=300000, cache_dir=tmp_path, progress=False)
+    assert len(coh.y) == 24 and coh.y.sum() == 12
+    p = predict_batch(coh.spatial.astype(np.float32), coh.temporal.astype(np.float32)).p_tts
+    m = binary_metrics(coh.y, p)
+    print(f"\nshipped model on 24 fresh synthetic clips: {m}")
+    assert m["auc"] >= 0.65
+
+
+def test_model_card_reports_the_gap_to_the_true_mechanics():
+    """The shipped card states the held-out AUC of the CNN and of the logistic regression on the
+    true mechanics, and their difference; the issue's target is a gap of at most 0.03."""
+    from ttsfast.model.runtime import model_card
+
+    card = model_card()
+    ho = card["metrics"]["held_out"]
+    cnn, lr = ho["cnn"]["auc"], ho["logreg_true_mechanics"]["auc"]
+    assert ho["cnn"]["n"] >= 200 and ho["cnn"]["n_tts"] == ho["cnn"]["n_stemi"]
+    assert 0.5 < cnn <= 1.0 and 0.5 < lr <= 1.0
+    assert ho["auc_gap_cnn_minus_logreg"] == pytest.approx(cnn - lr, abs=1e-6)
+    assert "NOT TRAINED ON PATIENTS" in card["trained_on"]
+    if lr - cnn > 0.03:
+        pytest.xfail(f"held-out AUC {cnn:.3f} is {lr - cnn:.3f} below the true-mechanics regression's {lr:.3f} "
+                     "(target 0.03; issue 6, open)")
