@@ -98,7 +98,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     from .model.gradcam import cam_from_raw, region_shares
     from .model.inputs import make_inputs
     from .model.runtime import model_card, predict
-    from .preprocess import preprocess
+    from .preprocess import check_continuity, preprocess
 
     if device not in _DEVICES:
         raise InputError(f"device must be one of {sorted(_DEVICES)}, got {device!r}")
@@ -125,6 +125,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     with _timed(timings, "preprocess"):
         prep = preprocess(clip, grid=grid)
+        check_continuity(prep.frames, prep.mask)
     warnings += [w for w in prep.warnings if w not in warnings]
 
     with _timed(timings, "flow"):

@@ -149,14 +149,16 @@ def clip_to_inputs(clip: Any, flow_backend: str = "native", beat_index: int = 0,
 
     Returns ``(spatial [1,1,32,128,176], temporal [1,2,32,128,176], info)`` where ``info`` holds
     the beat ``(ed, es, next_ed)`` in clip frames and ``es`` in resampled frames.
-    Raises QualityError when no complete beat is found.
+    Raises QualityError when no complete beat is found or the frames are not a continuous clip
+    (:func:`ttsfast.preprocess.check_continuity`).
     """
     from .. import cycle as cyc
     from ..io import read_clip
-    from ..preprocess import preprocess
+    from ..preprocess import check_continuity, preprocess
 
     c = read_clip(clip) if not hasattr(clip, "frames") else clip
     prep = preprocess(c)
+    check_continuity(prep.frames, prep.mask)
     flow = dense_flow_any(prep.frames, mask=prep.mask, backend=flow_backend)
     cr = cyc.detect_cycles(flow, fps=prep.fps, mask=prep.mask)
     ed, es, ned = cr.beat(beat_index)
