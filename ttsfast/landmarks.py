@@ -76,6 +76,34 @@ def long_axis(septal: np.ndarray, lateral: np.ndarray, apex: np.ndarray) -> tupl
     return mid, d / length, length
 
 
+#: Plausible geometry of an apical view: mitral annulus width / LV length (about 0.3-0.5 in
+#: adults, 0.39-0.63 on the synthetic hearts), and apex-to-septal / apex-to-lateral annulus
+#: distance (0.95-1.03 on the synthetic hearts). Beyond these the landmarks are probably wrong:
+#: on 36 synthetic clips only the two gross misses (22 and 34 px) fell outside.
+MAX_ANNULUS_TO_LENGTH = 0.7
+MAX_WALL_LENGTH_RATIO = 1.15
+
+
+def geometry_warnings(septal: np.ndarray, lateral: np.ndarray, apex: np.ndarray) -> list[str]:
+    """Warnings for landmarks whose geometry is unlike an apical view's (grid or original px,
+    the ratios do not depend on the scale): an annulus wider than 0.7 LV lengths, or one wall
+    more than 15 % longer than the other."""
+    s, l, a = (np.asarray(v, dtype=np.float64) for v in (septal, lateral, apex))
+    _, _, length = long_axis(s, l, a)
+    width = float(np.hypot(*(s - l)))
+    out: list[str] = []
+    if width > MAX_ANNULUS_TO_LENGTH * length:
+        out.append(f"the annulus points are {width / max(length, 1e-9):.2f} LV lengths apart (a mitral annulus is "
+                   "about a third to a half): check the landmarks")
+    ds, dl = float(np.hypot(*(s - a))), float(np.hypot(*(l - a)))
+    r = max(ds, dl) / max(min(ds, dl), 1e-9)
+    if r > MAX_WALL_LENGTH_RATIO:
+        longer = "septal" if ds > dl else "lateral"
+        out.append(f"the apex is {100 * (r - 1):.0f} % farther from the {longer} annulus point than from the other: "
+                   "check the landmarks")
+    return out
+
+
 def validate_landmarks(
     septal: np.ndarray,
     lateral: np.ndarray,
@@ -132,6 +160,7 @@ def validate_landmarks(
                          f"got apex y={a[1]:.1f}, septal y={s[1]:.1f}, lateral y={l[1]:.1f}")
     if u[1] > -0.5:
         warnings.append("the long axis is tilted more than 60 degrees from vertical")
+    warnings += geometry_warnings(s, l, a)
     implied = bool(s[0] > l[0])  # septal right of lateral: LV on the viewer's left
     if mirrored is not None and bool(mirrored) != implied:
         raise InputError(
@@ -760,6 +789,8 @@ def detect_landmarks(
                         "only (uncertain by several px)")
     if not cav_ok:
         conf *= 0.7
+    if geometry_warnings(sep, lat, apex):
+        conf *= 0.5  # the two gross misses of 36 synthetic clips, and no other clip
     if conf < 0.5:
         warnings.append(f"automatic landmarks have low confidence ({conf:.2f}); check them or pass landmarks=")
     return Landmarks(np.asarray(sep, float), np.asarray(lat, float), np.asarray(apex, float), source="auto",
