@@ -53,6 +53,7 @@ def test_report_has_the_documented_keys(demo_result):
         assert abs(sum(s["regions"].values()) - 1) < 1e-6 and 0 <= s["systole_share"] <= 1
         assert len(s["time_curve"]) == 32
     assert isinstance(d["quality"]["warnings"], list)
+    assert d["quality"]["frame_correlation"] > 0.9  # an ultrasound clip (noise gives ~0 and is refused)
     assert set(d["timings_ms"]) >= {"read", "preprocess", "flow", "cycle", "mechanics", "model", "saliency", "total"}
 
 

@@ -125,7 +125,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     with _timed(timings, "preprocess"):
         prep = preprocess(clip, grid=grid)
-        check_continuity(prep.frames, prep.mask)
+        frame_r = check_continuity(prep.frames, prep.mask)
     warnings += [w for w in prep.warnings if w not in warnings]
 
     with _timed(timings, "flow"):
@@ -204,7 +204,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         source_info["file"] = Path(source).name
     return AnalysisResult(p_tts=p_tts, label=label, model=card, cycle=cycle, landmarks=landmarks_grid,
                           mechanics=mdict, saliency=sal_summary, warnings=_dedupe(warnings),
-                          timings_ms=timings, source=source_info, beat=arrays, to_original=prep.to_original)
+                          timings_ms=timings, source=source_info, beat=arrays, to_original=prep.to_original,
+                          quality={"frame_correlation": round(frame_r, 4)})
 
 
 def _dedupe(items: list[str]) -> list[str]:

@@ -54,6 +54,9 @@ class AnalysisResult:
     source: dict[str, Any]
     beat: BeatArrays | None = None
     to_original: Callable[[np.ndarray], np.ndarray] | None = None
+    #: clip-quality measures besides the warnings, e.g. ``frame_correlation`` (median Pearson r
+    #: of consecutive frames in the sector; > 0.9 for ultrasound, clips below 0.5 are refused)
+    quality: dict[str, Any] = field(default_factory=dict)
 
     def landmarks_in(self, coords: str = "original") -> dict[str, Any]:
         """Landmarks as ``{name: [x, y]}`` plus ``source`` and ``confidence``, in
@@ -82,7 +85,7 @@ class AnalysisResult:
             "landmarks": self.landmarks_in(coords),
             "mechanics": self.mechanics,
             "saliency": self.saliency,
-            "quality": {"warnings": list(self.warnings)},
+            "quality": {"warnings": list(self.warnings), **self.quality},
             "timings_ms": self.timings_ms,
             "source": self.source,
         }
