@@ -312,3 +312,36 @@ def test_model_card_reports_the_gap_to_the_true_mechanics():
     if lr - cnn > 0.03:
         pytest.xfail(f"held-out AUC {cnn:.3f} is {lr - cnn:.3f} below the true-mechanics regression's {lr:.3f} "
                      "(target 0.03; issue 6, open)")
+
+
+def test_auxiliary_mechanics_loss_is_training_only():
+    """``aux_weight``: the true mechanics enter the loss (the trained weights differ from a run
+    without it, same seed) but the network saved is the plain two-arm net (same keys and
+    shapes), and a cohort without true mechanics trains as before."""
+    from ttsfast.model.train import Cohort, TrainConfig, _aux_target, train_model
+
+    cfg_net = NetConfig(t=4, h=8, w=12, channels=(4, 8), strides=((1, 2, 2), (1, 1, 1)))
+    rng = np.random.default_rng(0)
+    n = 8
+    s = rng.normal(size=(n, 1, 4, 8, 12)).astype(np.float16)
+    t = rng.normal(size=(n, 2, 4, 8, 12)).astype(np.float16)
+    y = np.array([0, 1] * (n // 2))
+    feats = np.stack([t[:, 0].astype(np.float32).mean(axis=(1, 2, 3)), y + rng.normal(0, 0.1, n)], axis=1)
+    coh = Cohort(s, t, y, [f"c{i}" for i in range(n)], features=feats, feature_names=["a", "b"])
+
+    def run(w: float, c: Cohort) -> dict:
+        net, _ = train_model(c, None, TrainConfig(epochs=2, batch_size=4, aux_weight=w, augment=False, threads=1),
+                             net_config=cfg_net, progress=False)
+        return net.state_dict()
+
+    plain, aux = run(0.0, coh), run(1.0, coh)
+    # the auxiliary head does not disturb the run's random stream: a vanishing weight is the plain run
+    assert all(torch.equal(plain[k], v) for k, v in run(1e-30, coh).items())
+    ref = TwoArmNet(cfg_net).state_dict()
+    assert {k: v.shape for k, v in aux.items()} == {k: v.shape for k, v in ref.items()}
+    assert any(not torch.equal(plain[k], aux[k]) for k in plain if plain[k].is_floating_point())
+    no_feats = Cohort(s, t, y, coh.names)
+    assert all(torch.equal(plain[k], v) for k, v in run(1.0, no_feats).items())
+    head, z = _aux_target(TwoArmNet(cfg_net), coh, 0.5)
+    assert head.in_features == 16 and head.out_features == 2 and z.shape == (n, 2)
+    assert np.allclose(z.mean(axis=0), 0, atol=1e-5) and np.allclose(z.std(axis=0), 1, atol=1e-3)

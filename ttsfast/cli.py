@@ -128,6 +128,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--patience", type=int, default=5, help="early stopping patience (epochs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--aux-weight", type=float, default=0.0,
+                   help="synthetic cohorts: weight of an auxiliary loss regressing the true mechanics "
+                        "from the pooled features (training only; 0 = off)")
     p.add_argument("--threads", type=int, default=0, help="PyTorch threads (0 = PyTorch default)")
     p.add_argument("--cache-dir", default=None, help="where model inputs are cached as .npz "
                    "(default: <tmp>/ttsfast_cohort)")
@@ -161,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         coh = build_folder_cohort(args.data_dir, cache_dir=cache, flow_backend=args.flow_backend, progress=prog)
         desc = {"source": "folder", "path": os.path.basename(os.path.abspath(args.data_dir))}
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                      seed=args.seed, threads=args.threads)
+                      seed=args.seed, threads=args.threads, aux_weight=args.aux_weight)
     info = run_training(coh, args.out, cfg, folds=args.folds, holdout=holdout, progress=prog,
                         data_description=desc)
     summary = {"checkpoint": args.out, "n_clips": info["training"]["n_clips"],

@@ -356,6 +356,10 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     threads: int = 1
+    #: Weight of the auxiliary loss: the pooled features of both arms also regress the cohort's
+    #: true mechanics (z-scored; synthetic cohorts only) through a linear head that exists only
+    #: during training. 0 = off. The exported network is the same either way.
+    aux_weight: float = 0.0
 
 
 def _batches(n: int, bs: int, rng: np.random.Generator | None):
@@ -378,6 +382,21 @@ def predict_torch(net, spatial: np.ndarray, temporal: np.ndarray, batch_size: in
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def _aux_target(net: Any, train: Cohort, weight: float) -> tuple[Any, np.ndarray | None]:
+    """The training-only auxiliary head and its targets: ``(Linear(pooled features -> F),
+    z-scored true mechanics [N, F] float32)``, or ``(None, None)`` when ``weight`` is 0 or
+    the cohort has no true mechanics (folders of real clips)."""
+    import torch
+
+    if weight <= 0 or train.features is None or train.features.size == 0:
+        return None, None
+    f = np.asarray(train.features, np.float64)
+    z = ((f - f.mean(axis=0)) / (f.std(axis=0) + 1e-9)).astype(np.float32)
+    with torch.random.fork_rng():  # the main run's random stream (dropout, batches) is left as it was
+        head = torch.nn.Linear(2 * net.config.channels[-1], f.shape[1])
+    return head, z
+
+
 def train_model(train: Cohort, val: Cohort | None, cfg: TrainConfig, net_config=None,
                 progress: bool = True, desc: str = "train",
                 log: Callable[[str], None] | None = None) -> tuple[Any, list[dict]]:
@@ -393,7 +412,9 @@ def train_model(train: Cohort, val: Cohort | None, cfg: TrainConfig, net_config=
         torch.set_num_threads(int(cfg.threads))
     rng = np.random.default_rng(cfg.seed)
     net = TwoArmNet(net_config or NetConfig())
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    aux_head, aux_z = _aux_target(net, train, cfg.aux_weight)
+    params = list(net.parameters()) + ([] if aux_head is None else list(aux_head.parameters()))
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
     n = len(train.y)
     counts = np.bincount(train.y, minlength=2).astype(np.float64)
@@ -415,8 +436,12 @@ def train_model(train: Cohort, val: Cohort | None, cfg: TrainConfig, net_config=
                 t = np.stack([p[1] for p in pairs])
             else:
                 s, t = train.spatial[idx].astype(np.float32), train.temporal[idx].astype(np.float32)
-            logits = net(torch.from_numpy(s), torch.from_numpy(t))
+            logits, a_s, a_t = net.forward_all(torch.from_numpy(s), torch.from_numpy(t))
             loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(train.y[idx]), weight=class_w)
+            if aux_head is not None:
+                pooled = torch.cat([a_s.mean(dim=(2, 3, 4)), a_t.mean(dim=(2, 3, 4))], dim=1)
+                loss = loss + cfg.aux_weight * torch.nn.functional.mse_loss(aux_head(pooled),
+                                                                            torch.from_numpy(aux_z[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
