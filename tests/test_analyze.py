@@ -35,7 +35,8 @@ def test_report_has_the_documented_keys(demo_result):
     c = d["cycle"]
     assert {"fps", "fps_source", "heart_rate_bpm", "beats"} <= c.keys()
     assert c["fps"] == pytest.approx(40.0) and c["fps_source"] == "dicom_frame_time"
-    assert all({"ed", "es", "next_ed"} == set(b) for b in c["beats"])
+    assert all({"ed", "es", "next_ed", "p_tts"} == set(b) for b in c["beats"])
+    assert c["beats"][c["chosen_beat"]]["p_tts"] == pytest.approx(d["p_tts"], abs=1e-4)
     lm = d["landmarks"]
     assert lm["source"] == "auto" and 0 <= lm["confidence"] <= 1 and lm["coords"] == "original"
     for k in ("septal_annulus", "lateral_annulus", "apex"):
@@ -157,6 +158,26 @@ def test_second_call_reloads_nothing_and_is_not_slower(demo_result):
     assert runtime.get_session() is s1
     assert r2.p_tts == pytest.approx(demo_result.p_tts, abs=1e-6)
     assert r2.timings_ms["model"] < 2000
+
+
+def test_every_beat_is_scored_as_if_chosen(demo_result):
+    """cycle.beats[i].p_tts (scored in one batch beside the chosen beat) is what analyze(beat=i)
+    reports for that beat."""
+    beats = demo_result.cycle["beats"]
+    assert len(beats) >= 2
+    other = analyze(demo_clip_path(), beat=1, saliency=False, keep_arrays=False)
+    assert other.p_tts == pytest.approx(beats[1]["p_tts"], abs=1e-4)
+    assert other.cycle["beats"][0]["p_tts"] == pytest.approx(demo_result.p_tts, abs=1e-4)
+
+
+def test_beat_disagreement_warning():
+    from ttsfast.analyze import _beat_agreement_warnings
+
+    assert _beat_agreement_warnings([0.7], 0) == []
+    assert _beat_agreement_warnings([0.62, 0.75, 0.8], 0) == []
+    w = _beat_agreement_warnings([0.62, 0.41], 0)
+    assert len(w) == 1 and "0.41 to 0.62" in w[0]  # labels differ
+    assert len(_beat_agreement_warnings([0.95, 0.6], 1)) == 1  # same label, spread 0.35 > 0.3
 
 
 def test_coordinates_on_request(demo_result):

@@ -154,6 +154,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         p_tts = float(out.p_tts[0])
         label = "TTS" if p_tts >= 0.5 else "STEMI"
         card = _card_summary(model, model_card)
+        p_beats = _score_other_beats(prep.frames, flow, prep.mask, cyc.beats, beat, p_tts, model, _DEVICES[device])
+        warnings += _beat_agreement_warnings(p_beats, beat)
 
     sal_maps: dict[str, np.ndarray] = {}
     sal_summary: dict[str, Any] = {}
@@ -188,7 +190,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     lmd = mdict.pop("landmarks")
     cycle = cyc.to_dict()
     cycle.update(fps=prep.fps, fps_source=prep.fps_source,
-                 beats=[{"ed": int(a), "es": int(b), "next_ed": int(c)} for a, b, c in cyc.beats],
+                 beats=[{"ed": int(a), "es": int(b), "next_ed": int(c), "p_tts": round(pb, 4)}
+                        for (a, b, c), pb in zip(cyc.beats, p_beats)],
                  chosen_beat=int(beat))
     landmarks_grid = {n: [float(v) for v in getattr(mech.landmarks, n)] for n in ("septal_annulus", "lateral_annulus", "apex")}
     landmarks_grid.update(source=lmd.get("source"), confidence=lmd.get("confidence"), mirrored=lmd.get("mirrored"))
@@ -206,6 +209,43 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
                           mechanics=mdict, saliency=sal_summary, warnings=_dedupe(warnings),
                           timings_ms=timings, source=source_info, beat=arrays, to_original=prep.to_original,
                           quality={"frame_correlation": round(frame_r, 4)})
+
+
+def _score_other_beats(frames: np.ndarray, flow: np.ndarray, mask: np.ndarray, beats: list[tuple[int, int, int]],
+                       chosen: int, p_chosen: float, model: Any, providers: str) -> list[float]:
+    """p(TTS) of every complete beat (the chosen one's is ``p_chosen``), the others scored in
+    one batch without saliency. ``frames [T,H,W]``, ``flow [T-1,H,W,2]``; beats in frames."""
+    from .cycle import resample_beat
+    from .model.inputs import make_inputs
+    from .model.runtime import predict_batch
+
+    others = [i for i in range(len(beats)) if i != chosen]
+    p = [p_chosen] * len(beats)
+    if not others:
+        return p
+    ins = [make_inputs(resample_beat(frames, beats[i][0], beats[i][2], N_BEAT),
+                       resample_beat(flow, beats[i][0], beats[i][2], N_BEAT, kind="flow"), mask) for i in others]
+    out = predict_batch(np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins]),
+                        model=model, providers=providers)
+    for i, v in zip(others, out.p_tts):
+        p[i] = float(v)
+    return p
+
+
+#: Beats whose p(TTS) spread more than this, or fall on both sides of 0.5, get a warning.
+BEAT_SPREAD_WARN = 0.3
+
+
+def _beat_agreement_warnings(p_beats: list[float], chosen: int) -> list[str]:
+    """A warning when the complete beats of a clip get different answers (labels or a
+    p(TTS) spread above :data:`BEAT_SPREAD_WARN`): the chosen beat's answer is then uncertain."""
+    if len(p_beats) < 2:
+        return []
+    lo, hi = min(p_beats), max(p_beats)
+    if (lo < 0.5 <= hi) or hi - lo > BEAT_SPREAD_WARN:
+        return [f"model: the clip's {len(p_beats)} beats disagree (p(TTS) {lo:.2f} to {hi:.2f}; beat {chosen} "
+                f"reported, see cycle.beats[].p_tts): treat the label as uncertain"]
+    return []
 
 
 def _dedupe(items: list[str]) -> list[str]:
