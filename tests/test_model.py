@@ -309,6 +309,15 @@ def test_model_card_reports_the_gap_to_the_true_mechanics():
     assert 0.5 < cnn <= 1.0 and 0.5 < lr <= 1.0
     assert ho["auc_gap_cnn_minus_logreg"] == pytest.approx(cnn - lr, abs=1e-6)
     assert "NOT TRAINED ON PATIENTS" in card["trained_on"]
+    # a second held-out set, when the card has one, is pooled with the first: the gap is then
+    # judged on twice the clips (200 clips give an AUC SD of ~0.03, as large as the target)
+    pooled = card["metrics"].get("held_out_pooled")
+    if pooled is not None:
+        second = card["metrics"]["held_out_second"]
+        assert pooled["cnn"]["n"] == ho["cnn"]["n"] + second["cnn"]["n"]
+        assert min(cnn, second["cnn"]["auc"]) <= pooled["cnn"]["auc"] + 0.02
+        cnn, lr = pooled["cnn"]["auc"], pooled["logreg_true_mechanics"]["auc"]
+        assert pooled["auc_gap_cnn_minus_logreg"] == pytest.approx(cnn - lr, abs=1e-3)
     if lr - cnn > 0.03:
         pytest.xfail(f"held-out AUC {cnn:.3f} is {lr - cnn:.3f} below the true-mechanics regression's {lr:.3f} "
                      "(target 0.03; issue 6, open)")
