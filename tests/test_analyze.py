@@ -168,6 +168,9 @@ def test_every_beat_is_scored_as_if_chosen(demo_result):
     other = analyze(demo_clip_path(), beat=1, saliency=False, keep_arrays=False)
     assert other.p_tts == pytest.approx(beats[1]["p_tts"], abs=1e-4)
     assert other.cycle["beats"][0]["p_tts"] == pytest.approx(demo_result.p_tts, abs=1e-4)
+    only = analyze(demo_clip_path(), saliency=False, keep_arrays=False, score_all_beats=False)
+    assert only.p_tts == pytest.approx(demo_result.p_tts, abs=1e-6)
+    assert [b["p_tts"] for b in only.cycle["beats"]][1:] == [None] * (len(beats) - 1)
 
 
 def test_beat_disagreement_warning():
@@ -245,5 +248,8 @@ def test_cli_analyze_and_failure_exit_code(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert p.returncode == 1, p.stderr
     assert "bad.mp4: FAILED InputError" in p.stderr and "Traceback" not in p.stderr
+    rep = json.loads((tmp_path / "o" / "demo_tts" / "report.json").read_text())
+    per_beat = "/".join(f"{b['p_tts']:.2f}" for b in rep["cycle"]["beats"])
+    assert f"p(TTS)={rep['p_tts']:.2f} ({rep['label']}) [beats {per_beat}]" in p.stdout
     assert (tmp_path / "o" / "demo_tts" / "report.json").is_file()
     assert not (tmp_path / "o" / "bad").exists()

@@ -40,7 +40,7 @@ def _es_index(beat: tuple[int, int, int], n: int) -> int:
 def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, Any] | None = None,
             model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
             beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
-            flow_backend: str = "native",
+            flow_backend: str = "native", score_all_beats: bool = True,
             threads: int | None = None, keep_arrays: bool = True) -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
@@ -73,6 +73,10 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         Analysis grid (rows, cols); the paper's canvas is 256 x 352.
     flow_backend : str
         ``"native"`` (ttsfast's C++ Farneback) or ``"opencv"``.
+    score_all_beats : bool
+        Also score the clip's other complete beats (one batched call, ~30-50 ms per extra beat
+        on 2 CPU cores): ``cycle.beats[i].p_tts`` and a warning when the beats disagree.
+        False: only the chosen beat is scored, the others' ``p_tts`` are None.
     threads : int, optional
         Threads of the native kernels (default: all cores).
     keep_arrays : bool
@@ -154,8 +158,12 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         p_tts = float(out.p_tts[0])
         label = "TTS" if p_tts >= 0.5 else "STEMI"
         card = _card_summary(model, model_card)
-        p_beats = _score_other_beats(prep.frames, flow, prep.mask, cyc.beats, beat, p_tts, model, _DEVICES[device])
-        warnings += _beat_agreement_warnings(p_beats, beat)
+        if score_all_beats:
+            p_beats = _score_other_beats(prep.frames, flow, prep.mask, cyc.beats, beat, p_tts, model,
+                                         _DEVICES[device])
+            warnings += _beat_agreement_warnings(p_beats, beat)
+        else:
+            p_beats = [p_tts if i == beat else None for i in range(len(cyc.beats))]
 
     sal_maps: dict[str, np.ndarray] = {}
     sal_summary: dict[str, Any] = {}
@@ -190,7 +198,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     lmd = mdict.pop("landmarks")
     cycle = cyc.to_dict()
     cycle.update(fps=prep.fps, fps_source=prep.fps_source,
-                 beats=[{"ed": int(a), "es": int(b), "next_ed": int(c), "p_tts": round(pb, 4)}
+                 beats=[{"ed": int(a), "es": int(b), "next_ed": int(c), "p_tts": None if pb is None else round(pb, 4)}
                         for (a, b, c), pb in zip(cyc.beats, p_beats)],
                  chosen_beat=int(beat))
     landmarks_grid = {n: [float(v) for v in getattr(mech.landmarks, n)] for n in ("septal_annulus", "lateral_annulus", "apex")}
@@ -212,7 +220,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
 
 def _score_other_beats(frames: np.ndarray, flow: np.ndarray, mask: np.ndarray, beats: list[tuple[int, int, int]],
-                       chosen: int, p_chosen: float, model: Any, providers: str) -> list[float]:
+                       chosen: int, p_chosen: float, model: Any, providers: str) -> list[float | None]:
     """p(TTS) of every complete beat (the chosen one's is ``p_chosen``), the others scored in
     one batch without saliency. ``frames [T,H,W]``, ``flow [T-1,H,W,2]``; beats in frames."""
     from .cycle import resample_beat

@@ -233,8 +233,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _summary_line(res) -> str:
     hr = res.cycle.get("heart_rate_bpm")
-    return (f"p(TTS)={res.p_tts:.2f} ({res.label}), HR {hr:.0f} bpm" if hr else
-            f"p(TTS)={res.p_tts:.2f} ({res.label})") + f", {res.timings_ms['total']:.0f} ms"
+    per_beat = [b.get("p_tts") for b in res.cycle.get("beats", [])]
+    beats = (" [beats " + "/".join(f"{p:.2f}" for p in per_beat) + "]"
+             if len(per_beat) > 1 and None not in per_beat else "")
+    return (f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}, HR {hr:.0f} bpm" if hr else
+            f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}") + f", {res.timings_ms['total']:.0f} ms"
 
 
 def _add_cohort(sub: argparse._SubParsersAction) -> None:
