@@ -496,10 +496,9 @@ def _band_centre(img: np.ndarray, p: np.ndarray, reach: float, frac: float = 0.6
     ``frac`` of the way from its minimum to its maximum; the run of samples above it that holds
     ``p`` (or the nearest one) is the wall band, and its middle is returned (same row as ``p``).
     The annulus landmarks lie on the mid-wall line, which the middle of the band finds; the
-    brightest pixel, used before, sat on whichever edge held the brightest speckle or the
-    leaflet hinge. On 54 synthetic clips (seeds 0-17) the clips with a landmark more than 3 px
-    off went from 38 to 30 (14 to 11 on the 18 clips of seeds 12-17, not used to choose it).
-    Returns ``p`` when no sample clears the threshold.
+    brightest pixel sits on whichever edge holds the brightest speckle or the leaflet hinge.
+    Used for the septal annulus: on 54 synthetic clips (seeds 0-17) the clips with a landmark
+    more than 3 px off went from 38 to 32. Returns ``p`` when no sample clears the threshold.
     """
     xs = np.arange(-reach, reach + 0.25, 0.5)
     prof = _band_profile(img, np.asarray(p, float), np.array([1.0, 0.0]), xs, 2.0)
@@ -584,8 +583,10 @@ def detect_landmarks(
     flat over several px, so it only seeds the image search: the mid-wall line (the cavity
     border fitted above the leaflets' reach, moved out by half the wall thickness) is followed
     to where the wall's bright band ends at the base; the annulus (mid-wall hinge) is the last
-    bright tissue, 0.3 wall thicknesses before that drop, moved along its image row to the middle
-    of the wall's bright band (the mid-wall line).
+    bright tissue, 0.3 wall thicknesses before that drop; the septal one is then moved along its
+    image row to the middle of the septum's bright band (the mid-wall line), the lateral one
+    snapped to the brightest pixel within 0.4 wall thicknesses (the lateral band often takes in
+    the pericardium, whose middle lies outside the wall).
     A refinement that strays more than 1.2 wall thicknesses from the motion estimate is
     dropped (motion estimate kept, lower confidence). The apex: along the axis from the
     annulus midpoint through the middle of the cavity's cap (the top of the cavity seen from
