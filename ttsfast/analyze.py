@@ -95,12 +95,12 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     ModelError
         The model file is missing or does not match its model card.
     """
-    from .cycle import detect_cycles, resample_beat
+    from .cycle import detect_cycles
     from .flow import dense_flow
     from .io import read_clip
     from .mechanics import measure_mechanics
     from .model.gradcam import cam_from_raw, region_shares
-    from .model.inputs import make_inputs
+    from .model.inputs import beat_inputs
     from .model.runtime import model_card, predict
     from .preprocess import check_continuity, preprocess
 
@@ -150,9 +150,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     ed, es, ned = chosen
     es32 = _es_index(chosen, N_BEAT)
     with _timed(timings, "model"):
-        frames_beat = resample_beat(prep.frames, ed, ned, N_BEAT)
-        flow_beat = resample_beat(flow, ed, ned, N_BEAT, kind="flow")
-        spatial, temporal = make_inputs(frames_beat, flow_beat, prep.mask)
+        frames_beat, _, spatial, temporal = beat_inputs(prep.frames, flow, prep.mask, ed, ned, N_BEAT)
         out = predict(spatial, temporal, model=model, providers=_DEVICES[device],
                       with_cam=saliency in (True, "cam"))
         p_tts = float(out.p_tts[0])
@@ -223,16 +221,14 @@ def _score_other_beats(frames: np.ndarray, flow: np.ndarray, mask: np.ndarray, b
                        chosen: int, p_chosen: float, model: Any, providers: str) -> list[float | None]:
     """p(TTS) of every complete beat (the chosen one's is ``p_chosen``), the others scored in
     one batch without saliency. ``frames [T,H,W]``, ``flow [T-1,H,W,2]``; beats in frames."""
-    from .cycle import resample_beat
-    from .model.inputs import make_inputs
+    from .model.inputs import beat_inputs
     from .model.runtime import predict_batch
 
     others = [i for i in range(len(beats)) if i != chosen]
-    p = [p_chosen] * len(beats)
+    p: list[float | None] = [p_chosen] * len(beats)
     if not others:
         return p
-    ins = [make_inputs(resample_beat(frames, beats[i][0], beats[i][2], N_BEAT),
-                       resample_beat(flow, beats[i][0], beats[i][2], N_BEAT, kind="flow"), mask) for i in others]
+    ins = [beat_inputs(frames, flow, mask, beats[i][0], beats[i][2], N_BEAT)[2:] for i in others]
     out = predict_batch(np.concatenate([a for a, _ in ins]), np.concatenate([b for _, b in ins]),
                         model=model, providers=providers)
     for i, v in zip(others, out.p_tts):

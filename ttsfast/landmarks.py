@@ -702,8 +702,9 @@ def detect_landmarks(
             tr = track_points(flow, q, t0=ed, t1=t_end)
             e[okp] = -(tr.points[:, :, 1] - tr.points[0, :, 1]).min(axis=0)
         exc[side] = e
-    # which border is septal (decided first: the two annulus points are refined differently). Cue 1: the RV, another large cavity level with the LV, lies beyond
-    # the septum. Cue 2: the LV lies off the sector's axis toward its own side.
+    # which border is septal, decided first (the two annulus points are refined differently).
+    # Cue 1: the RV, another large cavity level with the LV, lies beyond the septum. Cue 2: the
+    # LV lies off the sector's axis toward its own side.
     lv_cx = float(xs.mean())
     votes = []
     y_lo, y_hi = float(ys.min()), float(ys.max())

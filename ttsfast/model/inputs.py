@@ -143,4 +143,21 @@ def make_inputs(frames_beat: np.ndarray, flow_beat: np.ndarray, mask: np.ndarray
     return (g[None, None].astype(np.float32), temporal[None].astype(np.float32))
 
 
-__all__ = ["MODEL_T", "MODEL_H", "MODEL_W", "FLOW_SCALE", "INPUT_SPEC", "make_inputs"]
+__all__ = ["MODEL_T", "MODEL_H", "MODEL_W", "FLOW_SCALE", "INPUT_SPEC", "make_inputs", "beat_inputs"]
+
+
+def beat_inputs(frames: np.ndarray, flow: np.ndarray, mask: np.ndarray | None, ed: int, next_ed: int,
+                n: int = MODEL_T) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One beat of a clip, ``ed`` to ``next_ed`` (frame indices), resampled to ``n`` frames and
+    made into model inputs (:func:`make_inputs`, default model grid).
+
+    ``frames`` uint8 ``[T, H, W]`` and ``flow`` ``[T-1, H, W, 2]`` on the analysis grid, ``mask``
+    ``[H, W]``. Returns ``(frames_beat [n, H, W], flow_beat [n, H, W, 2], spatial
+    [1,1,MODEL_T,h,w], temporal [1,2,MODEL_T,h,w])``.
+    """
+    from ..cycle import resample_beat
+
+    frames_beat = resample_beat(frames, ed, next_ed, n, kind="frames")
+    flow_beat = resample_beat(flow, ed, next_ed, n, kind="flow")
+    spatial, temporal = make_inputs(frames_beat, flow_beat, mask)
+    return frames_beat, flow_beat, spatial, temporal

@@ -134,8 +134,13 @@ class TwoArmNet(nn.Module):
         """Return ``(logits [B,2], act_spatial [B,C,t,h,w], act_temporal [B,C,t,h,w])``."""
         a_s = self.spatial(spatial)
         a_t = self.temporal(temporal)
-        pooled = torch.cat([a_s.mean(dim=(2, 3, 4)), a_t.mean(dim=(2, 3, 4))], dim=1)
-        return self.head(self.dropout(pooled)), a_s, a_t
+        return self.head(self.dropout(self.pool(a_s, a_t))), a_s, a_t
+
+    @staticmethod
+    def pool(a_s: torch.Tensor, a_t: torch.Tensor) -> torch.Tensor:
+        """Both arms' activations ``[B,C,t,h,w]`` -> global-average-pooled features ``[B, 2C]``
+        (spatial arm first), the input of the linear head."""
+        return torch.cat([a_s.mean(dim=(2, 3, 4)), a_t.mean(dim=(2, 3, 4))], dim=1)
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor) -> torch.Tensor:
         return self.forward_all(spatial, temporal)[0]

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, QualityError, TTSFastError
 from ..stats import classification_metrics, roc_auc
-from .inputs import MODEL_H, MODEL_T, MODEL_W, make_inputs
+from .inputs import MODEL_H, MODEL_T, MODEL_W, beat_inputs
 
 CLASS_DIRS = {"STEMI": 0, "TTS": 1}
 
@@ -162,9 +162,7 @@ def clip_to_inputs(clip: Any, flow_backend: str = "native", beat_index: int = 0,
     flow = dense_flow_any(prep.frames, mask=prep.mask, backend=flow_backend)
     cr = cyc.detect_cycles(flow, fps=prep.fps, mask=prep.mask)
     ed, es, ned = cr.beat(beat_index)
-    fr = cyc.resample_beat(prep.frames, ed, ned, n, kind="frames")
-    fl = cyc.resample_beat(flow, ed, ned, n, kind="flow")
-    s, t = make_inputs(fr, fl, prep.mask)
+    _, _, s, t = beat_inputs(prep.frames, flow, prep.mask, ed, ned, n)
     es_new = int(round((es - ed) / (ned - ed) * (n - 1)))
     return s, t, {"beat": [int(ed), int(es), int(ned)], "es_resampled": es_new}
 
@@ -439,8 +437,7 @@ def train_model(train: Cohort, val: Cohort | None, cfg: TrainConfig, net_config=
             logits, a_s, a_t = net.forward_all(torch.from_numpy(s), torch.from_numpy(t))
             loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(train.y[idx]), weight=class_w)
             if aux_head is not None:
-                pooled = torch.cat([a_s.mean(dim=(2, 3, 4)), a_t.mean(dim=(2, 3, 4))], dim=1)
-                loss = loss + cfg.aux_weight * torch.nn.functional.mse_loss(aux_head(pooled),
+                loss = loss + cfg.aux_weight * torch.nn.functional.mse_loss(aux_head(net.pool(a_s, a_t)),
                                                                             torch.from_numpy(aux_z[idx]))
             opt.zero_grad()
             loss.backward()
