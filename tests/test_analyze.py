@@ -173,6 +173,14 @@ def test_every_beat_is_scored_as_if_chosen(demo_result):
     assert [b["p_tts"] for b in only.cycle["beats"]][1:] == [None] * (len(beats) - 1)
 
 
+def test_demo_summary_shows_every_beat(demo_result):
+    from ttsfast.demo import format_summary
+
+    text = format_summary(demo_result)
+    per_beat = " / ".join(f"{b['p_tts']:.2f}" for b in demo_result.cycle["beats"])
+    assert f"{len(demo_result.cycle['beats'])} complete beat(s) (p(TTS) per beat {per_beat})" in text
+
+
 def test_beat_disagreement_warning():
     from ttsfast.analyze import _beat_agreement_warnings
 

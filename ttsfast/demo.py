@@ -33,8 +33,10 @@ def format_summary(res: AnalysisResult, source: Path | str | None = None) -> str
                      f"{_fmt(d['cycle'].get('fps'), ' fps', 1)} from {d['cycle'].get('fps_source')})")
     lines.append(f"p(TTS) = {res.p_tts:.2f} -> {res.label}   [model: {d['model'].get('name')}; "
                  f"{d['model'].get('trained_on')}]")
+    per_beat = [b.get("p_tts") for b in d["cycle"].get("beats", [])]
+    scored = " (p(TTS) per beat " + " / ".join(_fmt(p) for p in per_beat) + ")" if len(per_beat) > 1 else ""
     lines.append(f"heart rate {_fmt(d['cycle'].get('heart_rate_bpm'), ' bpm', 0)}, "
-                 f"{len(d['cycle'].get('beats', []))} complete beat(s); landmarks {d['landmarks'].get('source')} "
+                 f"{len(per_beat)} complete beat(s){scored}; landmarks {d['landmarks'].get('source')} "
                  f"(confidence {_fmt(d['landmarks'].get('confidence'))})")
     for wall in ("basal_inferoseptal", "basal_anterolateral"):
         v = pd.get(wall) or {}
