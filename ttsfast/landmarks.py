@@ -565,6 +565,40 @@ def _annulus_on_wall(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall
     return float(s[k] - 0.3 * wall_px), strength
 
 
+def _display_side(xs: np.ndarray, ys: np.ndarray, others: list[np.ndarray], mask: np.ndarray,
+                  mirrored: bool | None, warnings: list[str]) -> tuple[bool, float]:
+    """Whether the display is mirrored (LV on the viewer's left, septum its right border), and
+    the image's confidence in that (0..1); ``xs, ys`` the LV cavity's pixels, ``others`` the
+    other large cavities (bool ``[H, W]``), ``mask`` the sector. ``mirrored`` (the caller's
+    declaration) wins; disagreements and an uncertain image are appended to ``warnings``.
+
+    Cue 1: the RV, another large cavity level with the LV, lies beyond the septum. Cue 2: the
+    LV lies off the sector's axis toward its own side.
+    """
+    lv_cx = float(xs.mean())
+    votes = []
+    y_lo, y_hi = float(ys.min()), float(ys.max())
+    for o in others:
+        oy, ox = np.nonzero(o)
+        if y_lo < oy.mean() < y_hi:
+            votes.append(1.0 if ox.mean() > lv_cx else -1.0)  # +1: RV on the right = mirrored
+    my, mx = np.nonzero(mask)
+    axis_x = float(mx[my <= my.min() + 0.1 * (my.max() - my.min())].mean())  # fan apex column
+    off = (lv_cx - axis_x) / max(1.0, float(mx.max() - mx.min()))
+    cue2 = float(np.clip(-off / 0.05, -1.0, 1.0))  # +1: LV left of the axis = mirrored
+    score = (float(np.mean(votes)) if votes else 0.0) + 0.5 * cue2
+    auto_mirrored = score > 0
+    conf_mirror = float(min(1.0, abs(score)))
+    if mirrored is None:
+        if conf_mirror < 0.5:
+            warnings.append(f"display orientation uncertain (score {score:+.2f}); pass mirrored= if the LV "
+                            "is not on the viewer's right")
+        return bool(auto_mirrored), conf_mirror
+    if bool(auto_mirrored) != bool(mirrored) and conf_mirror >= 0.5:
+        warnings.append("the declared display disagrees with the image (the RV looks to be on the other side)")
+    return bool(mirrored), conf_mirror
+
+
 def detect_landmarks(
     frames: np.ndarray,
     flow: np.ndarray,
@@ -702,32 +736,8 @@ def detect_landmarks(
             tr = track_points(flow, q, t0=ed, t1=t_end)
             e[okp] = -(tr.points[:, :, 1] - tr.points[0, :, 1]).min(axis=0)
         exc[side] = e
-    # which border is septal, decided first (the two annulus points are refined differently).
-    # Cue 1: the RV, another large cavity level with the LV, lies beyond the septum. Cue 2: the
-    # LV lies off the sector's axis toward its own side.
-    lv_cx = float(xs.mean())
-    votes = []
-    y_lo, y_hi = float(ys.min()), float(ys.max())
-    for o in others:
-        oy, ox = np.nonzero(o)
-        if y_lo < oy.mean() < y_hi:
-            votes.append(1.0 if ox.mean() > lv_cx else -1.0)  # +1: RV on the right = mirrored
-    my, mx = np.nonzero(mask)
-    axis_x = float(mx[my <= my.min() + 0.1 * (my.max() - my.min())].mean())  # fan apex column
-    off = (lv_cx - axis_x) / max(1.0, float(mx.max() - mx.min()))
-    cue2 = float(np.clip(-off / 0.05, -1.0, 1.0))  # +1: LV left of the axis = mirrored
-    score = (float(np.mean(votes)) if votes else 0.0) + 0.5 * cue2
-    auto_mirrored = score > 0
-    conf_mirror = float(min(1.0, abs(score)))
-    if mirrored is None:
-        mir = bool(auto_mirrored)
-        if conf_mirror < 0.5:
-            warnings.append(f"display orientation uncertain (score {score:+.2f}); pass mirrored= if the LV "
-                            "is not on the viewer's right")
-    else:
-        mir = bool(mirrored)
-        if bool(auto_mirrored) != mir and conf_mirror >= 0.5:
-            warnings.append("the declared display disagrees with the image (the RV looks to be on the other side)")
+    # which border is septal, decided first (the two annulus points are refined differently)
+    mir, conf_mirror = _display_side(xs, ys, others, mask, mirrored, warnings)
     septal_side = "right" if mir else "left"
     # the annulus: peak excursion on the lower half of each border (smoothed along the border)
     ann = {}
