@@ -14,7 +14,10 @@
 //   * threads take contiguous segments of frame pairs, GIL released, buffers reused;
 //   * an optional sector mask restricts the work to the rows/columns it touches, and
 //     without one, work is skipped far from every non-zero pixel of the clip (black echo
-//     background), where the result is exactly 0 in OpenCV as well.
+//     background), where the result is exactly 0 in OpenCV as well;
+//   * one departure, with a mask and edge_margin > 0 only: the matrices of pixels within
+//     edge_margin px (per level) of the mask's border get weight 0 (see make_certainty), so
+//     that the static sector edge does not pull the flow of the tissue beside it to zero.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -522,7 +525,8 @@ void interleave5(const float* __restrict R, int w, int h, float* __restrict out,
 }
 
 void update_matrices_row(const float* R0, const float* R1i, const float* fxp, const float* fyp,
-                         float* M, int w, int h, int y, int xa, int xb, float* scratch) {
+                         float* M, int w, int h, int y, int xa, int xb, float* scratch,
+                         const float* wt) {
     static const float border[5] = {0.14f, 0.14f, 0.4472f, 0.4472f, 0.4472f};
     const std::size_t plane = pstride(w, h);
     const std::size_t ro = static_cast<std::size_t>(y) * w;
@@ -611,6 +615,15 @@ void update_matrices_row(const float* R0, const float* R1i, const float* fxp, co
         for (int x = std::max(xa, std::max(5, w - 5)); x < xb; ++x)
             atten(x, border[w - x - 1] * (x < 5 ? border[x] : 1.f));
     }
+    if (wt) {
+        // certainty of the pixel's own image structure (0 next to the sector's edge)
+        const float* wr = wt + ro;
+#pragma GCC ivdep
+        for (int x = xa; x < xb; ++x) {
+            const float g = wr[x];
+            m0[x] *= g; m1[x] *= g; m2[x] *= g; m3[x] *= g; m4[x] *= g;
+        }
+    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -634,6 +647,7 @@ struct IterCtx {
     bool gaussian;
     const float* gk;  // Gaussian window, index 0..m
     const Span* span;
+    const float* wt;  // per-pixel certainty plane of this level, or null
     std::size_t plane;
     int pw;  // padded row length of the window buffers
     int ylo, yhi;
@@ -779,13 +793,13 @@ void iter_row(Workspace& ws, const IterCtx& c, IterState& st, int y) {
         if (r >= c.ylo) {
             int ra, rb;
             c.xr(r, ra, rb);
-            update_matrices_row(c.R0, c.R1, c.fx, c.fy, M, w, h, r, ra, rb, ws.um.data());
+            update_matrices_row(c.R0, c.R1, c.fx, c.fy, M, w, h, r, ra, rb, ws.um.data(), c.wt);
         }
         if (y == c.yhi - 1) {
             for (int rr = std::max(c.ylo, c.yhi - m - 1); rr < c.yhi; ++rr) {
                 int ra, rb;
                 c.xr(rr, ra, rb);
-                update_matrices_row(c.R0, c.R1, c.fx, c.fy, M, w, h, rr, ra, rb, ws.um.data());
+                update_matrices_row(c.R0, c.R1, c.fx, c.fy, M, w, h, rr, ra, rb, ws.um.data(), c.wt);
             }
         }
         tm.lap(kIterMatrices);
@@ -793,8 +807,10 @@ void iter_row(Workspace& ws, const IterCtx& c, IterState& st, int y) {
 }
 
 void iterate_all(Workspace& ws, const float* R0, const float* R1, int w, int h, int winsize,
-                 bool gaussian, const std::vector<float>& gk, int iterations, const Span* span) {
+                 bool gaussian, const std::vector<float>& gk, int iterations, const Span* span,
+                 const float* wt) {
     IterCtx c;
+    c.wt = wt;
     c.R0 = R0;
     c.R1 = R1;
     c.M = ws.Mp;
@@ -829,7 +845,7 @@ void iterate_all(Workspace& ws, const float* R0, const float* R1, int w, int h, 
     auto init_row = [&](int r) {
         int ra, rb;
         c.xr(r, ra, rb);
-        update_matrices_row(c.R0, c.R1, c.fx, c.fy, c.M, w, h, r, ra, rb, ws.um.data());
+        update_matrices_row(c.R0, c.R1, c.fx, c.fy, c.M, w, h, r, ra, rb, ws.um.data(), c.wt);
     };
     ws.tm.start();
     for (int r = c.ylo; r < std::min(c.yhi, c.ylo + c.m + 1); ++r) init_row(r);
@@ -903,6 +919,7 @@ struct Job {
     PolyConsts pc;
     std::vector<float> gwin;  // Gaussian window kernel (half, index 0..m)
     std::vector<Span> spans;  // per level, empty when no mask
+    std::vector<std::vector<float>> wts;  // per level certainty planes, empty when unused
     const std::uint8_t* mask;
     float* out;
 };
@@ -972,7 +989,7 @@ void flow_pair(const Job& job, int t, Workspace& ws) {
         const float* R1 = ws.R1i[k].p;  // interleaved
         ws.tm.stop(kMatrices);
         iterate_all(ws, R0, R1, L.w, L.h, job.p.winsize, job.p.gaussian, job.gwin,
-                    job.p.iterations, sp);
+                    job.p.iterations, sp, job.wts.empty() ? nullptr : job.wts[k].data());
         if (sp) {
             // flow outside the span is 0 (not the upsampled flow of the coarser level)
             for (int y = 0; y < L.h; ++y) {
@@ -1057,12 +1074,52 @@ Span make_span(const std::uint8_t* mask, int W, int H, const Level& L, int rad) 
     return s;
 }
 
+// Certainty plane of level L: 1 where every level pixel within `r` (Chebyshev distance) lies
+// inside the mask, else 0 (pixels beyond the image border do not count: OpenCV's own border
+// attenuation handles those, and an all-true mask changes nothing).  The sector's edge is a
+// bright-to-black step that does not move with the tissue; the polynomial expansion of the
+// pixels next to it describes that edge, and left in the window sums it pulls the flow of
+// the tissue nearby toward zero.
+std::vector<float> make_certainty(const std::uint8_t* mask, int W, int H, const Level& L, int r) {
+    const int w = L.w, h = L.h;
+    const double sx = static_cast<double>(W) / w, sy = static_cast<double>(H) / h;
+    std::vector<std::uint8_t> lm(static_cast<std::size_t>(w) * h), tmp(lm.size());
+    for (int y = 0; y < h; ++y) {
+        const int fy = std::min(H - 1, std::max(0, static_cast<int>(std::floor((y + 0.5) * sy))));
+        for (int x = 0; x < w; ++x) {
+            const int fx = std::min(W - 1, std::max(0, static_cast<int>(std::floor((x + 0.5) * sx))));
+            lm[static_cast<std::size_t>(y) * w + x] = mask[static_cast<std::size_t>(fy) * W + fx] != 0;
+        }
+    }
+    // separable erosion
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            std::uint8_t v = 1;
+            for (int d = -r; d <= r && v; ++d) {
+                const int xx = x + d;
+                if (xx >= 0 && xx < w) v = lm[static_cast<std::size_t>(y) * w + xx];
+            }
+            tmp[static_cast<std::size_t>(y) * w + x] = v;
+        }
+    std::vector<float> out(static_cast<std::size_t>(w) * h);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            std::uint8_t v = 1;
+            for (int d = -r; d <= r && v; ++d) {
+                const int yy = y + d;
+                if (yy >= 0 && yy < h) v = tmp[static_cast<std::size_t>(yy) * w + x];
+            }
+            out[static_cast<std::size_t>(y) * w + x] = v;
+        }
+    return out;
+}
+
 std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
 
 py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int levels,
                                 int winsize, int iterations, int poly_n, double poly_sigma,
                                 bool gaussian, const py::object& mask_obj, int threads,
-                                bool profile, bool skip_blank) {
+                                bool profile, bool skip_blank, int edge_margin) {
     // ---- validation before touching memory
     const char kind = frames.dtype().kind();
     const bool is_u8 = kind == 'u' && frames.itemsize() == 1;
@@ -1096,6 +1153,7 @@ py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int l
     if (!(poly_sigma > 0 && poly_sigma <= 10))
         throw py::value_error("poly_sigma must be in (0, 10]");
     if (threads < 0 || threads > 1024) throw py::value_error("threads must be in 0..1024");
+    if (edge_margin < 0 || edge_margin > 64) throw py::value_error("edge_margin must be in 0..64");
     const std::uint8_t* mask = nullptr;
     py::array mask_arr;
     if (!mask_obj.is_none()) {
@@ -1162,6 +1220,9 @@ py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int l
         const int rad = winsize / 2 + poly_n + 4;
         for (const Level& L : job.levels)
             job.spans.push_back(make_span(mask, job.W, job.H, L, rad));
+        if (edge_margin > 0)
+            for (const Level& L : job.levels)
+                job.wts.push_back(make_certainty(mask, job.W, job.H, L, edge_margin));
     } else if (skip_blank) {
         // Echo frames are black (exactly 0) outside the sector and often in the cavity.
         // Far from any non-zero pixel of any frame the polynomial expansion, the matrices
@@ -1283,7 +1344,7 @@ void register_flow(py::module_& m) {
           py::arg("pyr_scale"), py::arg("levels"), py::arg("winsize"), py::arg("iterations"),
           py::arg("poly_n"), py::arg("poly_sigma"), py::arg("gaussian"),
           py::arg("mask") = py::none(), py::arg("threads") = 0, py::arg("profile") = false,
-          py::arg("skip_blank") = true,
+          py::arg("skip_blank") = true, py::arg("edge_margin") = 0,
           "Farneback dense flow of every consecutive pair of a uint8/float32 [T,H,W] clip; "
           "returns float32 [T-1,H,W,2] (dx, dy) px/frame, or (flow, step timings) when "
           "profile=True.");

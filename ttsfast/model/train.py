@@ -201,8 +201,9 @@ TRUE_FEATURE_PREFIXES = ("strain_peak_pct.", "gls_pct", "peak_displacement_px.",
 
 def _flow_backend_name(requested: str) -> str:
     try:
-        from ..flow import dense_flow  # type: ignore[attr-defined]  # noqa: F401
-        return f"ttsfast.flow:{requested}"
+        from ..flow import EDGE_MARGIN, dense_flow  # type: ignore[attr-defined]  # noqa: F401
+        # the native flow's sector-edge margin changes the inputs: part of the cache key
+        return f"ttsfast.flow:{requested}" + (f":edge{EDGE_MARGIN}" if requested == "native" else "")
     except ImportError:
         return "opencv-farneback-fallback"
 
