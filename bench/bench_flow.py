@@ -140,6 +140,29 @@ def test_accuracy_native_vs_opencv_vs_dis(clips):
     assert med["native"] <= 0.12
 
 
+def test_sector_edge_margin_cost(clips):
+    """With a sector mask (as analyze() runs it), the sector-edge margin (no weight for image
+    structure within EDGE_MARGIN px of the mask's border) against OpenCV's weighting
+    (edge_margin=0), interleaved in one run: it must cost at most 10 %."""
+    from ttsfast.flow import EDGE_MARGIN
+
+    frames, gt = clips["small"]
+    mask = gt.sector_mask
+    t_edge, t_plain = [], []
+    dense_flow(frames[:3], mask=mask, threads=THREADS)
+    for _ in range(2 * REPEATS + 1):
+        t0 = time.perf_counter()
+        dense_flow(frames, mask=mask, threads=THREADS)
+        t_edge.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        dense_flow(frames, mask=mask, threads=THREADS, edge_margin=0)
+        t_plain.append(time.perf_counter() - t0)
+    e, p = statistics.median(t_edge), statistics.median(t_plain)
+    print(f"\n[flow bench] small clip with sector mask, threads={THREADS}: edge_margin={EDGE_MARGIN} "
+          f"{1e3 * e:.1f} ms, edge_margin=0 {1e3 * p:.1f} ms, ratio {e / p:.3f}")
+    assert e <= 1.10 * p
+
+
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("impl", ["native", "opencv", "dis"])
 def test_bench(benchmark, clips, size, impl):

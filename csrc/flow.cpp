@@ -1091,26 +1091,25 @@ std::vector<float> make_certainty(const std::uint8_t* mask, int W, int H, const 
             lm[static_cast<std::size_t>(y) * w + x] = mask[static_cast<std::size_t>(fy) * W + fx] != 0;
         }
     }
-    // separable erosion
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            std::uint8_t v = 1;
-            for (int d = -r; d <= r && v; ++d) {
-                const int xx = x + d;
-                if (xx >= 0 && xx < w) v = lm[static_cast<std::size_t>(y) * w + xx];
-            }
-            tmp[static_cast<std::size_t>(y) * w + x] = v;
+    // separable erosion by running counts of outside pixels (O(1) per pixel and pass)
+    std::vector<int> cnt(static_cast<std::size_t>(std::max(w, h)) + 1);
+    auto erode_line = [&](auto get, auto put, int n) {
+        cnt[0] = 0;
+        for (int i = 0; i < n; ++i) cnt[i + 1] = cnt[i] + (get(i) ? 0 : 1);
+        for (int i = 0; i < n; ++i) {
+            const int a = std::max(0, i - r), b = std::min(n, i + r + 1);
+            put(i, cnt[b] - cnt[a] == 0);
         }
+    };
+    for (int y = 0; y < h; ++y) {
+        const std::uint8_t* src = lm.data() + static_cast<std::size_t>(y) * w;
+        std::uint8_t* dst = tmp.data() + static_cast<std::size_t>(y) * w;
+        erode_line([&](int i) { return src[i] != 0; }, [&](int i, bool v) { dst[i] = v; }, w);
+    }
     std::vector<float> out(static_cast<std::size_t>(w) * h);
-    for (int y = 0; y < h; ++y)
-        for (int x = 0; x < w; ++x) {
-            std::uint8_t v = 1;
-            for (int d = -r; d <= r && v; ++d) {
-                const int yy = y + d;
-                if (yy >= 0 && yy < h) v = tmp[static_cast<std::size_t>(yy) * w + x];
-            }
-            out[static_cast<std::size_t>(y) * w + x] = v;
-        }
+    for (int x = 0; x < w; ++x)
+        erode_line([&](int i) { return tmp[static_cast<std::size_t>(i) * w + x] != 0; },
+                   [&](int i, bool v) { out[static_cast<std::size_t>(i) * w + x] = v ? 1.f : 0.f; }, h);
     return out;
 }
 
