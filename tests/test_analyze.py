@@ -138,16 +138,17 @@ def test_demo_gls_matches_the_synthetic_truth(demo_result):
     assert demo_result.to_dict()["mechanics"]["gls_pct"] == pytest.approx(gt.true_measures(beat=0)["gls_pct"], abs=1.5)
 
 
-@pytest.mark.xfail(strict=True, reason="the septal annulus of the bundled clip is found 3.9 px from the truth "
-                   "(target 3 px; mechanics issue, open)")
 def test_demo_landmarks_within_3_px(demo_result):
+    """The bundled clip's automatic landmarks (its septal annulus was 3.9 px off until the septal
+    motion seed was taken along the mid-wall line instead of the cavity border)."""
     from ttsfast.synth import generate
 
     _, gt = generate("tts", seed=3, fps=40, n_frames=126, **DEMO_PARAMS)
     lm = demo_result.to_dict()["landmarks"]
     ed = gt.ed_frames[0]
-    err = max(np.hypot(*(np.array(lm[k]) - gt.landmarks[k][ed])) for k in ("septal_annulus", "lateral_annulus", "apex"))
-    assert err < 3.0
+    err = {k: float(np.hypot(*(np.array(lm[k]) - gt.landmarks[k][ed]))) for k in ("septal_annulus", "lateral_annulus", "apex")}
+    print(f"\nbundled clip, automatic landmark errors px: { {k: round(v, 2) for k, v in err.items()} }")
+    assert max(err.values()) < 3.0
 
 
 def test_second_call_reloads_nothing_and_is_not_slower(demo_result):

@@ -565,6 +565,50 @@ def _annulus_on_wall(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall
     return float(s[k] - 0.3 * wall_px), strength
 
 
+def _line_excursion_peak(flow: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall_px: float,
+                         mask: np.ndarray, ed: int, t_end: int) -> np.ndarray | None:
+    """Point of largest systolic excursion toward the apex along a wall's mid-wall line.
+
+    The line ``origin + s tdir`` (``tdir`` toward the base) is sampled every px from 2 wall
+    thicknesses apexward to 3 basalward of ``origin``, so that it runs on down through the
+    hinge into the atrial wall; the samples are tracked from ED to ``t_end`` and the excursion
+    toward the apex (5-px running mean) peaks at the hinge, where the AV plane moves most.
+    Unlike the cavity border, whose basal rows often follow the anterior mitral leaflet or end
+    where the leaflets close the cavity, the line stays on the wall.
+
+    Parameters
+    ----------
+    flow : np.ndarray
+        ``[T-1, H, W, 2]`` dense flow, px/frame.
+    origin, tdir : np.ndarray
+        ``(x, y)`` px on the mid-wall line, and its unit direction toward the base.
+    wall_px : float
+        Wall thickness, px.
+    mask : np.ndarray
+        bool ``[H, W]`` sector mask; samples outside it are left out.
+    ed, t_end : int
+        Frames to track between (ED and one frame past ES).
+
+    Returns
+    -------
+    np.ndarray or None
+        ``(x, y)`` of the peak, or None with fewer than 8 samples inside the sector.
+    """
+    from .tracking import track_points
+
+    h, w = mask.shape
+    s = np.arange(-2.0 * wall_px, 3.0 * wall_px + 0.5, 1.0)
+    pts = origin[None, :] + s[:, None] * tdir[None, :]
+    ok = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
+    ok[ok] &= mask[np.round(pts[ok, 1]).astype(int), np.round(pts[ok, 0]).astype(int)]
+    if ok.sum() < 8 or t_end <= ed:
+        return None
+    tr = track_points(flow, pts[ok], t0=ed, t1=t_end)
+    exc = -((tr.points - tr.points[0]) @ tdir).min(axis=0)
+    exc = np.convolve(np.pad(exc, 2, mode="edge"), np.ones(5) / 5.0, mode="valid")
+    return pts[ok][int(np.argmax(exc))].copy()
+
+
 def _display_side(xs: np.ndarray, ys: np.ndarray, others: list[np.ndarray], mask: np.ndarray,
                   mirrored: bool | None, warnings: list[str]) -> tuple[bool, float]:
     """Whether the display is mirrored (LV on the viewer's left, septum its right border), and
@@ -616,6 +660,9 @@ def detect_landmarks(
     peaks (the AV plane moves most; the atrial wall above it is pulled back less). That peak is
     flat over several px, so it only seeds the image search: the mid-wall line (the cavity
     border fitted above the leaflets' reach, moved out by half the wall thickness) is followed
+    (on the septum the seed is first moved to the excursion peak along that line itself, which
+    runs on through the hinge into the atrial septum: the basal cavity border often follows the
+    anterior mitral leaflet or stops where the leaflets close the cavity)
     to where the wall's bright band ends at the base; the annulus (mid-wall hinge) is the last
     bright tissue, 0.3 wall thicknesses before that drop; the septal one is then moved along its
     image row to the middle of the septum's bright band (the mid-wall line), the lateral one
@@ -771,12 +818,19 @@ def detect_landmarks(
                 nrm = -nrm
             half = 0.5 * narrow * abs(tdir[1])  # horizontal width -> width across the wall
             origin = p0 + half * nrm  # mid-wall line, level with the motion estimate
+            coarse = ann[side]
+            if side == septal_side:
+                # the septal motion seed, re-found along the mid-wall line itself (see
+                # _line_excursion_peak); the lateral one keeps the border's peak (measured worse)
+                peak = _line_excursion_peak(flow, origin, tdir, wall_px, mask, ed, t_end)
+                if peak is not None:
+                    origin = coarse = peak
             s_a, strength = _annulus_on_wall(img, origin, tdir, wall_px, max(6.0, 1.5 * wall_px), 0.7 * wall_px)
             cand = origin + s_a * tdir
-            coarse = ann[side]
             if np.all(np.isfinite(coarse)) and np.hypot(*(cand - coarse)) > 1.2 * wall_px:
                 # the fitted wall line strays from the wall the motion found (irregular border):
                 # keep the motion estimate
+                ann[side] = coarse
                 strengths.append(0.0)
             else:
                 # septal: the middle of the wall's bright band (the septum lies between two blood
