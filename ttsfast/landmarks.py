@@ -565,6 +565,15 @@ def _annulus_on_wall(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall
     return float(s[k] - 0.3 * wall_px), strength
 
 
+def _excursion(flow: np.ndarray, pts: np.ndarray, down: np.ndarray, ed: int, t_end: int) -> np.ndarray:
+    """Largest displacement of each point against ``down`` (toward the apex) while tracked from
+    frame ``ed`` to ``t_end``: ``[N]`` px, from ``pts`` ``[N, 2]`` (x, y) px and a unit vector."""
+    from .tracking import track_points
+
+    tr = track_points(flow, pts, t0=ed, t1=t_end)
+    return -((tr.points - tr.points[0]) @ down).min(axis=0)
+
+
 def _line_excursion_peak(flow: np.ndarray, origin: np.ndarray, tdir: np.ndarray, wall_px: float,
                          mask: np.ndarray, ed: int, t_end: int) -> np.ndarray | None:
     """Point of largest systolic excursion toward the apex along a wall's mid-wall line.
@@ -594,8 +603,6 @@ def _line_excursion_peak(flow: np.ndarray, origin: np.ndarray, tdir: np.ndarray,
     np.ndarray or None
         ``(x, y)`` of the peak, or None with fewer than 8 samples inside the sector.
     """
-    from .tracking import track_points
-
     h, w = mask.shape
     s = np.arange(-2.0 * wall_px, 3.0 * wall_px + 0.5, 1.0)
     pts = origin[None, :] + s[:, None] * tdir[None, :]
@@ -603,8 +610,7 @@ def _line_excursion_peak(flow: np.ndarray, origin: np.ndarray, tdir: np.ndarray,
     ok[ok] &= mask[np.round(pts[ok, 1]).astype(int), np.round(pts[ok, 0]).astype(int)]
     if ok.sum() < 8 or t_end <= ed:
         return None
-    tr = track_points(flow, pts[ok], t0=ed, t1=t_end)
-    exc = -((tr.points - tr.points[0]) @ tdir).min(axis=0)
+    exc = _excursion(flow, pts[ok], tdir, ed, t_end)
     exc = np.convolve(np.pad(exc, 2, mode="edge"), np.ones(5) / 5.0, mode="valid")
     return pts[ok][int(np.argmax(exc))].copy()
 
@@ -701,8 +707,6 @@ def detect_landmarks(
     """
     import cv2
 
-    from .tracking import track_points
-
     ed, es, ned = (int(x) for x in beat)
     h, w = frames.shape[1:]
     if mask is None:
@@ -780,8 +784,7 @@ def detect_landmarks(
         if okp.sum() >= 5 and es > ed:
             q = pts[okp].copy()
             q[:, 0] = np.clip(q[:, 0], 0, w - 1)
-            tr = track_points(flow, q, t0=ed, t1=t_end)
-            e[okp] = -(tr.points[:, :, 1] - tr.points[0, :, 1]).min(axis=0)
+            e[okp] = _excursion(flow, q, np.array([0.0, 1.0]), ed, t_end)
         exc[side] = e
     # which border is septal, decided first (the two annulus points are refined differently)
     mir, conf_mirror = _display_side(xs, ys, others, mask, mirrored, warnings)
