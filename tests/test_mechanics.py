@@ -505,9 +505,9 @@ def test_synth_auto_landmarks_pipeline(pipeline_landmark_errors):
               f"(septal, lateral, apex) {np.round(err, 2).tolist()}, confidence {conf:.2f}", end="")
     print(f"\nmedian {np.round(np.median(e, 0), 2).tolist()}, max {np.round(e.max(0), 2).tolist()}")
     assert all(r[3] for r in rows)  # display (mirrored or not) found on every clip
-    # measured with the septal annulus in the middle of the septum's band: median 0.8 / 3.4 / 1.6 px,
-    # max 2.0 / 9.2 / 3.8 px (septal, lateral, apex); with its brightest pixel (before): median
-    # 1.6 / 3.4 / 1.8, max 3.0 / 9.2 / 4.0
+    # measured with the septal seed on the septum's mid-wall line: median 1.2 / 3.4 / 1.7 px, max
+    # 2.0 / 9.2 / 3.8 px (septal, lateral, apex); seeded on the cavity border (before): median
+    # 0.8 / 3.4 / 1.6, max 2.0 / 9.2 / 3.8; with the septum's brightest pixel: 1.6 / 3.4 / 1.8
     assert np.all(np.median(e, axis=0) <= [3.0, 3.5, 3.0]) and e[:, [0, 2]].max() <= 5.0 and e.max() <= 12.0
     if e.max() > 3.0:  # reported to the lead: the 3 px target is not met on every clip yet
         pytest.xfail(f"auto landmarks: 3 px target missed on {int((e.max(1) > 3).sum())}/{len(rows)} clips, "
