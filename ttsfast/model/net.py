@@ -152,16 +152,102 @@ class TwoArmNet(nn.Module):
         return w[:, :c], w[:, c:]
 
 
+def _fold_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inference-time batch norm folded into the convolution before it: ``(weight, bias)``
+    with ``conv_{w,b}(x) == bn(conv(x))`` in eval mode."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    w = conv.weight * scale.view(-1, 1, 1, 1, 1)
+    return w.detach().clone(), (bn.bias - bn.running_mean * scale).detach().clone()
+
+
+class _DepthwiseAs2D(nn.Module):
+    """A depthwise ``kt x 3 x 3`` 3D convolution (+ folded BN, + ReLU) on a fixed ``t x h x w``
+    grid, written as ``kt`` depthwise 2D convolutions over ``[B, C*t_out, h, w]``, one per
+    temporal tap, summed. Same arithmetic as ``Conv3d(groups=C)``; ONNX Runtime's CPU kernels
+    run 2D depthwise convolutions several times faster than grouped 3D ones (which go through
+    im2col + GEMM per channel)."""
+
+    def __init__(self, conv: nn.Conv3d, bn: nn.BatchNorm3d, t_in: int):
+        super().__init__()
+        w, b = _fold_bn(conv, bn)
+        c = conv.in_channels
+        kt, st, pt = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+        self.c, self.kt, self.st, self.pt = c, kt, st, pt
+        self.t_out = (t_in + 2 * pt - kt) // st + 1
+        self.stride, self.padding = tuple(conv.stride[1:]), tuple(conv.padding[1:])
+        # channel order after reshaping [B, C, t_out, h, w] -> [B, C*t_out, h, w] is c-major
+        for dt in range(kt):
+            self.register_buffer(f"w{dt}", w[:, :, dt].repeat_interleave(self.t_out, 0).contiguous())
+        self.register_buffer("b", b.repeat_interleave(self.t_out).view(1, -1, 1, 1).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[3], x.shape[4]
+        xp = nn.functional.pad(x, (0, 0, 0, 0, self.pt, self.pt)) if self.pt else x
+        acc = None
+        n = self.c * self.t_out
+        for dt in range(self.kt):
+            taps = xp[:, :, dt:dt + self.st * (self.t_out - 1) + 1:self.st].reshape(-1, n, h, w)
+            y = nn.functional.conv2d(taps, getattr(self, f"w{dt}"), None, self.stride, self.padding, groups=n)
+            acc = y if acc is None else acc + y
+        y = torch.relu(acc + self.b)
+        return y.reshape(-1, self.c, self.t_out, y.shape[2], y.shape[3])
+
+
+class _FoldedConv(nn.Module):
+    """Conv3d with its batch norm folded in, then ReLU."""
+
+    def __init__(self, conv: nn.Conv3d, bn: nn.BatchNorm3d):
+        super().__init__()
+        w, b = _fold_bn(conv, bn)
+        self.register_buffer("w", w)
+        self.register_buffer("b", b)
+        self.stride, self.padding, self.groups = conv.stride, conv.padding, conv.groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(nn.functional.conv3d(x, self.w, self.b, self.stride, self.padding, 1, self.groups))
+
+
+def inference_arm(arm: Arm, t_in: int) -> nn.Sequential:
+    """The inference graph of one :class:`Arm` (eval mode) for export: batch norm folded into
+    each convolution, and every depthwise 3D convolution as per-tap 2D depthwise convolutions
+    (:class:`_DepthwiseAs2D`). Same outputs as ``arm(x)`` up to float rounding (tested);
+    ``t_in``: frames of the arm's input."""
+    layers = list(arm.features)
+    out: list[nn.Module] = []
+    t = t_in
+    for i in range(0, len(layers), 3):
+        conv, bn = layers[i], layers[i + 1]
+        if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels:
+            out.append(_DepthwiseAs2D(conv, bn, t))
+        else:
+            out.append(_FoldedConv(conv, bn))
+        t = (t + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+    return nn.Sequential(*out)
+
+
 class ExportWrapper(nn.Module):
     """What goes into the ONNX file: logits, probabilities, both arms' last-conv activations
-    and their raw class activation maps ``cam[b, c] = sum_k w_ck A_k`` (no bias, no ReLU)."""
+    and their raw class activation maps ``cam[b, c] = sum_k w_ck A_k`` (no bias, no ReLU).
 
-    def __init__(self, net: TwoArmNet):
+    ``inference_graph=True`` (what the exporter uses) runs each arm as
+    :func:`inference_arm` -- folded batch norm, depthwise 3D convolutions as 2D ones -- a
+    graph ONNX Runtime executes faster on CPU, with the same outputs; False runs the
+    network's own modules (the reference the export is verified against)."""
+
+    def __init__(self, net: TwoArmNet, inference_graph: bool = False):
         super().__init__()
         self.net = net
+        self.arms = None
+        if inference_graph:
+            self.arms = nn.ModuleList([inference_arm(net.spatial, net.config.t),
+                                       inference_arm(net.temporal, net.config.t)])
 
     def forward(self, spatial: torch.Tensor, temporal: torch.Tensor):
-        logits, a_s, a_t = self.net.forward_all(spatial, temporal)
+        if self.arms is None:
+            logits, a_s, a_t = self.net.forward_all(spatial, temporal)
+        else:
+            a_s, a_t = self.arms[0](spatial), self.arms[1](temporal)
+            logits = self.net.head(TwoArmNet.pool(a_s, a_t))
         w_s, w_t = self.net.head_weights()
         cam_s = torch.einsum("kc,bcthw->bkthw", w_s, a_s)
         cam_t = torch.einsum("kc,bcthw->bkthw", w_t, a_t)
@@ -230,5 +316,5 @@ def save_checkpoint(net: TwoArmNet, path) -> None:
     torch.save({"state_dict": net.state_dict(), "config": net.config.to_dict()}, str(path))
 
 
-__all__ = ["CLASSES", "NetConfig", "Arm", "TwoArmNet", "ExportWrapper", "ONNX_INPUTS", "ONNX_OUTPUTS",
+__all__ = ["CLASSES", "NetConfig", "Arm", "TwoArmNet", "ExportWrapper", "ONNX_INPUTS", "ONNX_OUTPUTS", "inference_arm",
            "count_params", "count_flops", "load_checkpoint", "save_checkpoint"]
