@@ -390,8 +390,16 @@ def _elongated_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, li
     is not LV-shaped: a faint septum or atrioventricular junction lets the blood pools merge
     into a round region spanning several chambers, while an LV in an apical view is about twice
     as long as it is wide. Returns (cavity, other cavities, whether an LV-shaped one was found);
-    without one, the most elongated candidate."""
+    without one, the most elongated candidate.
+
+    An LV-shaped cavity found with no other chamber enclosed beside it may be the RV (with the
+    right atrium): when the LV's lateral wall or the mitral plane has a gap at that threshold,
+    the LV stays open to the outside and the only enclosed chamber is the RV. Then the lower
+    thresholds are tried too, and an LV-shaped cavity whose top lies more than 10 % of the
+    image height nearer the transducer wins (the LV apex is the highest cavity point of an
+    apical view)."""
     best = None
+    shaped: list[tuple[int, np.ndarray, list[np.ndarray]]] = []
     for fac in (1.0, 0.8, 0.6, 0.45, 0.35, 0.25):
         try:
             cav, others = _lv_cavity(img, mask, fac)
@@ -400,9 +408,15 @@ def _elongated_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, li
         el = _elongation(cav)
         area = cav.sum() / max(int(mask.sum()), 1)
         if el >= 2.0 and 0.03 <= area <= 0.3:
-            return cav, others, True
+            if others and not shaped:
+                return cav, others, True
+            shaped.append((int(np.nonzero(cav)[0].min()), cav, others))
         if best is None or el > best[0]:
             best = (el, cav, others)
+    if shaped:
+        top = min(t for t, _, _ in shaped)
+        _, cav, others = next(c for c in shaped if c[0] <= top + 0.1 * img.shape[0])
+        return cav, others, True
     if best is None:
         raise QualityError("no cardiac cavity enclosed by tissue in the end-diastolic frame; pass landmarks=")
     return best[1], best[2], False
