@@ -11,8 +11,8 @@ Gate: median ONNX Runtime latency must be at least 1.3x faster than PyTorch eage
 ``TwoArmNet`` module, as a user holding the checkpoint would run it), at batch 1 and batch 8,
 with the same number of threads. For transparency the table also shows PyTorch eager on the
 exported inference graph (``ExportWrapper(net, inference_graph=True)``: folded batch norm,
-depthwise 3D convolutions as 2D ones), which is what the ONNX file holds. Uses the shipped model when present, else a
-freshly exported untrained network (same graph, same cost).
+depthwise 3D convolutions as 2D ones), which is what the ONNX file holds. Uses the shipped
+model when present, else a freshly exported untrained network (same graph, same cost).
 """
 from __future__ import annotations
 
