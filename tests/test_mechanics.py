@@ -198,7 +198,7 @@ def test_measures_on_analytic_shortening():
     frames, flow, s = _beat_flow()
     es = int(np.argmin(s))
     lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
-    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, fps=50.0, mm_per_px=0.5)
+    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", fps=50.0, mm_per_px=0.5)
     # septal annulus at 80 px from the apex line moves 80*(1-s): the excursion is 12 px
     assert m.excursion_px["basal_inferoseptal"] == pytest.approx(12.0, abs=0.05)
     # the paper's measure: the 33-frame beat resampled to 32 frames, largest step per phase
@@ -233,7 +233,7 @@ def test_flow_lk_on_textureless_float_frames_keeps_the_flow():
     non-uint8 frames are accepted (rescaled for LK)."""
     frames, flow, s = _beat_flow()
     lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
-    a = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm)
+    a = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm, method="flow")
     b = measure_mechanics(frames.astype(np.float32), flow, (0, 13, 32), landmarks=lm, method="flow+lk")
     assert b.method == "flow+lk"
     for seg in SEGMENTS:
@@ -246,7 +246,7 @@ def test_measures_in_original_pixels():
     frames, flow, s = _beat_flow()
     es = int(np.argmin(s))
     lm = dict(septal_annulus=(160.0, 360.0), lateral_annulus=(320.0, 360.0), apex=(240.0, 40.0))
-    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, to_grid=lambda a: np.asarray(a) / 4,
+    m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", to_grid=lambda a: np.asarray(a) / 4,
                           to_original=lambda a: np.asarray(a) * 4)
     assert m.excursion_px["basal_inferoseptal"] == pytest.approx(48.0, abs=0.2)
     assert m.peak_displacement_grid_px["basal_inferoseptal"]["systolic"] * 4 == pytest.approx(
@@ -257,7 +257,7 @@ def test_measures_in_original_pixels():
 def test_unmeasurable_values_are_none_with_warning():
     frames, flow, s = _beat_flow()
     lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
-    m = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm)
+    m = measure_mechanics(frames, flow, (0, 13, 32), landmarks=lm, method="flow")
     assert m.s_prime_cm_s is None and m.e_prime_cm_s is None and m.peak_displacement_mm is None
     assert any("fps" in w for w in m.warnings) and any("mm_per_px" in w for w in m.warnings)
 
@@ -393,7 +393,7 @@ def test_synth_measures_with_true_flow(preset, synth_cache):
     n = min(beat[2] + 2, flow.shape[0])
     tf[:n] = _true_flow(gt, n)
     lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
-    m = measure_mechanics(clip.frames, tf, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
+    m = measure_mechanics(clip.frames, tf, beat, landmarks=lm, method="flow", fps=clip.fps, mm_per_px=clip.mm_per_px,
                           beat_times=times, drift_correction=False)
     tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
     pk, exc, strain, gls, vel = _measure_errors(m, tm)
@@ -407,7 +407,7 @@ def test_synth_measures_with_true_flow(preset, synth_cache):
     k = _gt_beat(gt, clip.fps, times[0])
     true_times = tuple(float(x) * clip.fps for x in (tmd.t0 + k * tmd.period, tmd.t0 + k * tmd.period + tmd.t_es,
                                                      tmd.t0 + (k + 1) * tmd.period))
-    m_t = measure_mechanics(clip.frames, tf, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
+    m_t = measure_mechanics(clip.frames, tf, beat, landmarks=lm, method="flow", fps=clip.fps, mm_per_px=clip.mm_per_px,
                             beat_times=true_times, drift_correction=False)
     pk_t = _measure_errors(m_t, tm)[0]
     print(f"{preset} true flow and true beat times: |err| peak displacement {pk_t:.3f} px")
@@ -428,26 +428,28 @@ def test_synth_measures_end_to_end(preset, synth_cache):
     lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
     tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
     res = {}
-    for method in ("flow", "flow+lk", "lk"):
+    for method in ("dis", "flow", "flow+lk", "lk"):
         m = measure_mechanics(clip.frames, flow, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
                               beat_times=times, method=method)
+        assert m.method == method
         res[method] = _measure_errors(m, tm)
-    labels = {"flow": "ours (ttsfast.flow)", "flow+lk": "ours + LK 13px/1 refinement", "lk": "study LK 75px/5"}
+    labels = {"dis": "ours (default: tracking_flow, DIS)", "flow": "ours on the model's Farneback flow",
+              "flow+lk": "Farneback + LK 13px/1 refinement", "lk": "study LK 75px/5"}
     for method, (pk, exc, strain, gls, vel) in res.items():
-        print(f"\n{preset} {labels[method]:34s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
+        print(f"\n{preset} {labels[method]:36s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
               f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %", end="")
-    # the speckle-scale LK refinement (opt-in) lowers the worst segmental strain error on every
-    # preset (measured on 6 full-beat clips: per-clip worst error median 6.9 -> 4.8, max 10.2 -> 7.1)
-    assert res["flow+lk"][2] < res["flow"][2]
-    pk, exc, strain, gls, vel = res["flow"]
-    # hard: far better than the study's tracker on the AV-plane measures
-    assert pk < res["lk"][0] and exc < 0.5 * res["lk"][1]
-    assert pk < 0.5 and exc < 1.0 and gls < 2.0 and vel < 0.15
+    pk, exc, strain, gls, vel = res["dis"]
+    # hard: far better than the study's tracker on every measure, and the default tracker's
+    # worst segment no worse than on the Farneback flow plus a margin for this one clip (on 24
+    # clips its median / max was 2.4-3.0 / 5.4-5.8 points against 4.0-5.1 / 11.0-11.3)
+    assert pk < res["lk"][0] and exc < 0.5 * res["lk"][1] and strain < 0.5 * res["lk"][2]
+    assert strain < res["flow"][2] + 0.5
+    assert pk < 0.5 and exc < 1.0 and strain < 4.0 and gls < 1.0 and vel < 0.12
     missed = [f"{k} {v:.3g} > {t}" for k, v, t in (("peak displacement px", pk, 0.1), ("excursion px", exc, 0.5),
                                                    ("segment strain", strain, 1.5), ("GLS", gls, 1.0),
                                                    ("velocity rel", vel, 0.10)) if v > t]
     if missed:  # reported to the lead (issue 5): end-to-end targets limited by the flow, not met yet
-        pytest.xfail(f"{preset} end-to-end target missed with ttsfast.flow: " + "; ".join(missed))
+        pytest.xfail(f"{preset} end-to-end target missed with the default tracker: " + "; ".join(missed))
 
 
 @pytest.mark.parametrize("preset,mirrored", [("normal", False), ("tts", False), ("stemi_anterior", False),
@@ -579,14 +581,22 @@ def test_real_ge_clip_full_pipeline_auto_landmarks():
     assert cyc.heart_rate_bpm == pytest.approx(91.0, rel=0.05)
     out = []
     for beat, times in list(zip(cyc.beats, cyc.beat_times))[:2]:
-        m = measure_mechanics(prep.frames, flow, beat, fps=prep.fps, mm_per_px=prep.mm_per_px, mask=prep.mask,
-                              to_original=prep.to_original, to_grid=prep.to_grid, beat_times=times,
-                              drift_correction=False)
-        lm = m.landmarks
-        assert lm.source == "auto" and not lm.mirrored and lm.confidence >= 0.5
-        assert lm.septal_annulus[0] < lm.lateral_annulus[0] and lm.apex[1] < lm.septal_annulus[1]
-        out.append((beat, m.drift_px, m.peak_displacement_px, m.peak_displacement_grid_px, lm.confidence))
-        assert max(m.drift_px["septal_annulus"], m.drift_px["lateral_annulus"]) < 3.0
+        drift = {}
+        for method in ("dis", "flow"):
+            m = measure_mechanics(prep.frames, flow, beat, fps=prep.fps, mm_per_px=prep.mm_per_px, mask=prep.mask,
+                                  to_original=prep.to_original, to_grid=prep.to_grid, beat_times=times,
+                                  drift_correction=False, method=method)
+            lm = m.landmarks
+            assert lm.source == "auto" and not lm.mirrored and lm.confidence >= 0.5
+            assert lm.septal_annulus[0] < lm.lateral_annulus[0] and lm.apex[1] < lm.septal_annulus[1]
+            drift[method] = max(m.drift_px["septal_annulus"], m.drift_px["lateral_annulus"])
+            if method == "dis":
+                out.append((beat, m.drift_px, m.peak_displacement_px, m.peak_displacement_grid_px, lm.confidence))
+        # Farneback: measured 2.35 / 2.01 grid px (beats 0, 1); the default DIS tracker 3.58 / 2.39
+        # (its lateral annulus on beat 0), about a quarter of the ~15 grid px AV excursion. Over
+        # all 12 real annulus-beat closures of the two real clips (README) the two trackers drift
+        # alike (median 2.2 against 2.1 px), so the default's bound is 4 px, Farneback's stays 3.
+        assert drift["flow"] < 3.0 and drift["dis"] < 4.0
     for beat, drift, pk_o, pk_g, conf in out:
         print(f"\nctrl_a4c_ge_55hz beat {beat}: auto landmarks confidence {conf:.2f}; drift grid px "
               f"{ {k: round(v, 2) for k, v in drift.items()} }; peak displacement original px "

@@ -37,6 +37,7 @@ from numba import njit
 
 from .errors import InputError, QualityError
 from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
+from .flow import tracking_flow
 from .tracking import sample_flow, track_lk, track_points
 
 __all__ = ["Mechanics", "measure_mechanics", "segment_lengths", "strain_curves", "SEGMENTS", "WALLS"]
@@ -51,6 +52,11 @@ VEL_NAMES = {"septal": "septal_annulus", "lateral": "lateral_annulus"}
 #: endocardial border and the static near-field clutter.
 LK_REFINE_WIN = 13
 LK_REFINE_LEVELS = 1
+#: Method "dis": the tracking flow is computed in the box of the ED points widened by this
+#: many px on each side (the AV plane moves up to ~20 px in a beat; DIS's coarse pyramid
+#: layers need context around it).
+DIS_ROI_MARGIN = 40
+METHODS = ("dis", "flow", "flow+lk", "lk")
 
 
 @njit(cache=True, nogil=True)
@@ -277,7 +283,7 @@ def measure_mechanics(
     to_grid: Callable[[np.ndarray], np.ndarray] | None = None,
     mask: np.ndarray | None = None,
     flow_backward: np.ndarray | None = None,
-    method: str = "flow",
+    method: str = "dis",
     n_resample: int = 32,
     n_wall: int = 31,
     wall_snap_px: float = 0.0,
@@ -287,6 +293,7 @@ def measure_mechanics(
     lk_win_size: int | None = None,
     lk_max_level: int | None = None,
     lk_fb_max_px: float | None = None,
+    threads: int | None = None,
 ) -> Mechanics:
     """Track the landmarks and both LV walls through one beat and measure its mechanics.
 
@@ -310,19 +317,17 @@ def measure_mechanics(
     flow_backward : np.ndarray, optional
         Backward flow ``[T-1,H,W,2]`` (t+1 -> t) for the forward-backward error.
     method : str
-        ``"flow"`` (default: integrate the dense flow), ``"flow+lk"`` (each frame-to-frame
-        step of the flow track refined by Lucas-Kanade with a small window on the speckle,
-        13 px, 1 level, kept where it lies within 1 px of the flow prediction) or ``"lk"`` (the
-        original study: frame-to-frame LK, 75 px, 5 levels).
-        On 18 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-5, full beats, true
-        landmarks, through ``preprocess``), median / max over clips of each clip's worst value,
-        ``"flow"`` against ``"flow+lk"``: segmental peak strain 3.5 / 8.8 against 3.2 / 7.4
-        strain points, GLS 0.39 / 2.91 against 0.48 / 1.65, peak displacement 0.21 / 0.77
-        against 0.29 / 0.50 px, excursion 0.66 / 1.42 against 0.56 / 1.41 px, S'/E' 8.4 / 21.5
-        against 9.4 / 20.5 % (the study's LK: 10.9 / 19.2 points, 1.75 / 5.6, 0.56 / 1.29 px,
-        2.6 / 4.0 px, 18 / 33 %); ``"flow+lk"`` costs about 30 ms more per beat. It is not the
-        default because it is not better on every measure and on the real GE control clip it
-        made the beat-closure drift of the annulus points larger (up to 7.3 px against 2.4).
+        How the points are tracked. ``"dis"`` (default): integrate the tracking flow of
+        :func:`ttsfast.flow.tracking_flow` (OpenCV DIS, 8 px patches, held within 0.5 px per
+        frame of ``flow``), computed over the beat in the box of the points (``DIS_ROI_MARGIN``
+        px around them), about 5 ms per frame pair on 2 cores. ``"flow"``: integrate ``flow`` itself (the Farneback flow of the model). ``"flow+lk"``:
+        each frame-to-frame step of the ``"flow"`` track refined by Lucas-Kanade with a small
+        window on the speckle (13 px, 1 level), kept where it lies within 1 px of the flow
+        prediction. ``"lk"``: the original study, frame-to-frame LK, 75 px, 5 levels.
+        On 24 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-7, true landmarks,
+        detected beat), median / max over clips of each clip's worst segmental strain error:
+        ``"dis"`` 2.4-3.0 / 5.4-5.8 points, ``"flow"`` 4.0-5.1 / 11.0-11.3; the other measures
+        are in the README ("Mechanics accuracy").
     n_resample : int
         Frames per beat for the paper's measure (32).
     n_wall : int
@@ -338,6 +343,8 @@ def measure_mechanics(
     lk_fb_max_px : float, optional
         ``"flow+lk"`` only: keep a refined step only where LK tracked back lands within this
         distance (px) of its start (e.g. 0.15); None (default) skips that check.
+    threads : int, optional
+        ``"dis"`` only: OpenCV threads for the tracking flow (None: all cores).
 
     Returns
     -------
@@ -348,8 +355,8 @@ def measure_mechanics(
     if not isinstance(flow, np.ndarray) or flow.ndim != 4 or flow.shape[0] != frames.shape[0] - 1 \
             or flow.shape[1:3] != frames.shape[1:3]:
         raise InputError(f"flow must be [T-1,H,W,2] matching frames {frames.shape}, got {getattr(flow, 'shape', '')}")
-    if method not in ("flow", "flow+lk", "lk"):
-        raise InputError(f"method must be 'flow', 'flow+lk' or 'lk', got {method!r}")
+    if method not in METHODS:
+        raise InputError(f"method must be one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if n_resample < 4:
         raise InputError(f"n_resample must be >= 4, got {n_resample}")
     if n_wall < 7:
@@ -401,13 +408,26 @@ def measure_mechanics(
     t_hi = min(int(np.ceil(ned_f)), frames.shape[0] - 1)
     t_hi = max(t_hi, ned)
 
-    if method != "flow" and frames.dtype != np.uint8:  # LK needs 8-bit frames: rescale the beat
+    if method in ("flow+lk", "lk") and frames.dtype != np.uint8:  # LK needs 8-bit frames: rescale the beat
         seg = np.asarray(frames[ed:t_hi + 1], dtype=np.float64)
         lo, hi = float(np.nanmin(seg)), float(np.nanmax(seg))
         frames = np.zeros(frames.shape, np.uint8)
         frames[ed:t_hi + 1] = np.clip(np.rint((np.nan_to_num(seg, nan=lo) - lo) * (255.0 / max(hi - lo, 1e-12))), 0, 255)
     if method == "lk":
         tr = track_lk(frames, pts0, t0=ed, t1=t_hi, win_size=lk_win_size, max_level=lk_max_level)
+    elif method == "dis":
+        # the tracking flow (DIS) over the beat's pairs, from one frame before ED (the sub-frame
+        # ED may lie before the integer one), in the box of the points; `flow` stays the
+        # caller's for the landmarks
+        p_lo = max(ed - 1, 0)
+        roi = (int(np.floor(pts0[:, 0].min())) - DIS_ROI_MARGIN, int(np.floor(pts0[:, 1].min())) - DIS_ROI_MARGIN,
+               int(np.ceil(pts0[:, 0].max())) + DIS_ROI_MARGIN + 1, int(np.ceil(pts0[:, 1].max())) + DIS_ROI_MARGIN + 1)
+        flow = tracking_flow(frames, p_lo, t_hi, roi=roi, reference=np.asarray(flow[p_lo:t_hi], np.float32),
+                             threads=threads)
+        fbw = None if flow_backward is None else np.ascontiguousarray(flow_backward[p_lo:t_hi])
+        tr = track_points(flow, pts0, t0=ed - p_lo, t1=t_hi - p_lo, flow_backward=fbw)
+        tr.t0, tr.method = ed, "dis"
+        ed_flow = ed - p_lo  # index of the pair ed -> ed+1 in `flow`
     else:
         tr = track_points(flow, pts0, t0=ed, t1=t_hi, flow_backward=flow_backward)
         if method == "flow+lk":
@@ -419,10 +439,12 @@ def measure_mechanics(
     if not np.all(np.isfinite(tr.points)):
         raise QualityError("tracking produced non-finite positions: the flow holds NaN or infinite values")
     raw = tr.points  # [t_hi-ed+1, M, 2] at frames ed..t_hi
+    if method != "dis":
+        ed_flow = ed
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
-            back = raw[0] - sample_flow(flow[ed - 1:ed], back[None])[0]
+            back = raw[0] - sample_flow(flow[ed_flow - 1:ed_flow], back[None])[0]
         raw = np.concatenate([back[None], raw])
     frames_t = np.arange(t_lo, t_lo + raw.shape[0], dtype=np.float64)
 
