@@ -176,10 +176,10 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
             lm_grid = {n: getattr(mech.landmarks, n) for n in ("septal_annulus", "lateral_annulus", "apex")}
             for arm in ("spatial", "temporal"):
                 m = np.asarray(maps[arm][0, 0], np.float32)
-                m = m * prep.mask[None]
+                np.multiply(m, prep.mask[None], out=m)  # in place: no second [T,H,W] map
                 sal_maps[arm] = m
                 shares = region_shares(m, lm_grid, 0, es32)
-                curve = m.reshape(N_BEAT, -1).sum(1)
+                curve = m.reshape(N_BEAT, -1).sum(1, dtype=np.float64)
                 total = float(curve.sum())
                 sal_summary[arm] = {
                     "target_class": label,

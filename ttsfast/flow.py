@@ -56,22 +56,24 @@ DEFAULT_FLOW_PARAMS: dict[str, Any] = dict(
 EDGE_MARGIN = 4
 
 #: Defaults of :func:`tracking_flow`, the flow the mechanics stage tracks points on: OpenCV's
-#: DIS (dense inverse search) with 8 px patches every 3 px, on every pyramid layer down to the
-#: full grid, 25 gradient-descent iterations per patch, no variational refinement.  Chosen on
-#: 24 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-7; true landmarks, detected
-#: beat) against ``dense_flow``: each clip's worst segmental strain error, median / max over
-#: clips, 2.4-3.0 / 5.4-5.6 points against 4.0-5.1 / 11.0-11.3, with the other measures as good
-#: or better (see README, "Mechanics accuracy").  Small patches follow the tissue where the
-#: 21 px Farneback window averages over contracting and akinetic wall, the static near field
-#: and the annulus crest; each pixel's flow is the patches' flows weighted by how well they
-#: explain that pixel, so a patch straddling a motion border counts little.  Variational
-#: refinement (5 iterations) smoothed that back (strain 3.1 / 7.4); patches of 12 px or every
-#: 2 px: no better (2 px costs twice as much).  ``max_deviation_px``: the mechanics stage holds
-#: DIS to the Farneback flow within 0.5 px per frame.  On the real GE control clip ungated DIS
-#: let an annulus point drift 6.5-7.4 px over a beat (Farneback 1.0-4.0, gated 1.9-3.2); on the
-#: 24 synthetic clips the gate changes the errors little (worst strain 2.57 / 5.79 gated against
-#: 2.56 / 5.84); a 0.3 px gate was worse (2.86 / 7.89), 1.0 px let more real-clip drift through.
-TRACKING_FLOW_PARAMS: dict[str, Any] = dict(patch_size=8, patch_stride=3, gd_iterations=25, max_deviation_px=0.5)
+#: DIS (dense inverse search) with 8 px patches every 4 px, on every pyramid layer down to the
+#: full grid, 25 gradient-descent iterations per patch, no variational refinement, held within
+#: 0.5 px per frame of the clip's Farneback flow.  Chosen on 24 noisy synthetic clips (normal,
+#: tts, stemi_anterior x seeds 0-7; true landmarks, detected beat) against ``dense_flow``: each
+#: clip's worst segmental strain error, median / max over clips, 2.7 / 6.2 points against
+#: 4.1 / 11.3, with the other measures as good or better (README, "Accuracy").  Small patches
+#: follow the tissue where the 21 px Farneback window averages over contracting and akinetic
+#: wall, the static near field and the annulus crest; each pixel's flow is the patches' flows
+#: weighted by how well they explain that pixel, so a patch straddling a motion border counts
+#: little.  On a plain speckle phantom DIS is NOT more accurate per pixel (median error 0.14
+#: against 0.12 px): the gain is at the walls.  Tried: variational refinement (5 iterations)
+#: smoothed the gain away (strain 3.1 / 7.4); 12 px or 6 px patches were no better; patches
+#: every 3 px gave 2.3 / 5.9 at 1.5x the cost (the cost matters: analyze() must stay under
+#: OpenCV's decode + Farneback).  The gate: on the real GE control clip ungated DIS let an
+#: annulus point drift 6.5-7.4 px over a beat (Farneback 1.0-4.0); gated, the two trackers
+#: drift alike; on the synthetic clips the gate changes the errors little (2.57 / 5.79 gated
+#: against 2.56 / 5.84 ungated, every 3 px); a 0.3 px gate was worse (2.86 / 7.89).
+TRACKING_FLOW_PARAMS: dict[str, Any] = dict(patch_size=8, patch_stride=4, gd_iterations=25, max_deviation_px=0.5)
 
 _MAX_SIDE = 8192
 
@@ -373,25 +375,25 @@ def tracking_flow(
     dis.setPatchStride(st)
     dis.setGradientDescentIterations(gd)
     dis.setVariationalRefinementIterations(0)
-    out = np.zeros((t1 - t0, h, w, 2), np.float32)
+    if reference is None:
+        out = np.zeros((t1 - t0, h, w, 2), np.float32)
+    else:  # the reference everywhere, DIS where it stays within the gate of it
+        out = np.array(reference, dtype=np.float32, copy=True)
     old = cv2.getNumThreads()
     cv2.setNumThreads(nt)
     try:
         prev = np.ascontiguousarray(img[t0, y0:y1, x0:x1])
         for k in range(t1 - t0):
             nxt = np.ascontiguousarray(img[t0 + k + 1, y0:y1, x0:x1])
-            out[k, y0:y1, x0:x1] = dis.calc(prev, nxt, None)
+            d = dis.calc(prev, nxt, None)
+            box = out[k, y0:y1, x0:x1]
+            if reference is None:
+                box[...] = d
+            else:
+                dev = np.hypot(d[..., 0] - box[..., 0], d[..., 1] - box[..., 1])
+                near = dev <= gate  # NaN in the reference: keep the reference (the tracker reports it)
+                box[near] = d[near]
             prev = nxt
     finally:
         cv2.setNumThreads(old)
-    if reference is not None:
-        ref = np.asarray(reference, dtype=np.float32)
-        box = out[:, y0:y1, x0:x1]
-        rbox = ref[:, y0:y1, x0:x1]
-        dev = np.hypot(box[..., 0] - rbox[..., 0], box[..., 1] - rbox[..., 1])
-        far = ~(dev <= gate)  # NaN in the reference: keep the reference (the tracker reports it)
-        box[far] = rbox[far]
-        held = ref.copy()
-        held[:, y0:y1, x0:x1] = box
-        return held
     return out

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from numba import njit
 
 from .errors import InputError, QualityError
 
@@ -422,47 +423,89 @@ def _elongated_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, li
     return best[1], best[2], False
 
 
-def _wall_profile(img: np.ndarray, start: np.ndarray, direction: np.ndarray, max_len: float) -> tuple[float, float]:
-    """Walk from a cavity border point outward; return (distance to the mid-wall, wall thickness)
-    in px: the bright band's middle, the band being where the intensity is above half its peak."""
-    t = np.arange(0.0, max_len, 0.5)
-    pts = start[None, :] + t[:, None] * direction[None, :]
+@njit(cache=True, nogil=True, inline="always")
+def _bilinear_px(img, x, y):
+    """``_bilinear_img`` at one point (same clamping, same arithmetic)."""
     h, w = img.shape
-    ok = (pts[:, 0] >= 0) & (pts[:, 0] <= w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= h - 1)
-    if ok.sum() < 4:
-        return 0.0, 0.0
-    v = _bilinear_img(img, pts[ok])
-    tt = t[ok]
-    k = int(np.argmax(v))
-    half = 0.5 * (v[k] + v[0])
-    lo = k
-    while lo > 0 and v[lo - 1] > half:
-        lo -= 1
-    hi = k
-    while hi < v.size - 1 and v[hi + 1] > half:
-        hi += 1
-    return 0.5 * (tt[lo] + tt[hi]), float(tt[hi] - tt[lo])
+    x = min(max(x, 0.0), w - 1.001)
+    y = min(max(y, 0.0), h - 1.001)
+    x0 = int(np.floor(x))
+    y0 = int(np.floor(y))
+    ax = x - x0
+    ay = y - y0
+    return ((1 - ax) * (1 - ay) * img[y0, x0] + ax * (1 - ay) * img[y0, x0 + 1]
+            + (1 - ax) * ay * img[y0 + 1, x0] + ax * ay * img[y0 + 1, x0 + 1])
 
 
-def _band_width(img: np.ndarray, start: np.ndarray, direction: np.ndarray, thr: float, max_len: float) -> float:
-    """Width (px) of the tissue band met walking from a cavity border point outward: from the
-    border to the last point above ``thr`` (tissue) before 3 px in a row below it (blood or
-    background beyond the wall); speckle gaps shorter than that do not end the band."""
-    t = np.arange(0.0, max_len, 0.5)
-    v = _bilinear_img(img, start[None, :] + t[:, None] * direction[None, :])
-    above = v > thr
-    if not above[:6].any():
-        return 0.0
-    last = 0
-    gap = 0
-    for i in range(above.size):
-        if above[i]:
-            last, gap = i, 0
-        else:
-            gap += 1
-            if gap >= 6 and last > 0:
+@njit(cache=True, nogil=True)
+def _wall_profiles(img, starts, dx, dy, max_len):
+    """Walk from each cavity border point ``starts[i]`` (x, y) outward along (dx, dy), in
+    0.5 px steps up to ``max_len``; return (distance to the mid-wall, wall thickness) in px per
+    point: the bright band's middle, the band being where the intensity is above half its
+    peak; (0, 0) when fewer than 4 steps lie inside the image."""
+    h, w = img.shape
+    n_t = int(np.ceil(max_len / 0.5))
+    n = starts.shape[0]
+    dist = np.zeros(n)
+    thick = np.zeros(n)
+    v = np.empty(n_t)
+    tt = np.empty(n_t)
+    for i in range(n):
+        m = 0
+        for j in range(n_t):
+            t = j * 0.5
+            x = starts[i, 0] + t * dx
+            y = starts[i, 1] + t * dy
+            if 0 <= x <= w - 1 and 0 <= y <= h - 1:
+                v[m] = _bilinear_px(img, x, y)
+                tt[m] = t
+                m += 1
+        if m < 4:
+            continue
+        k = 0
+        for j in range(1, m):
+            if v[j] > v[k]:
+                k = j
+        half = 0.5 * (v[k] + v[0])
+        lo = k
+        while lo > 0 and v[lo - 1] > half:
+            lo -= 1
+        hi = k
+        while hi < m - 1 and v[hi + 1] > half:
+            hi += 1
+        dist[i] = 0.5 * (tt[lo] + tt[hi])
+        thick[i] = tt[hi] - tt[lo]
+    return dist, thick
+
+
+@njit(cache=True, nogil=True)
+def _band_widths(img, starts, dx, dy, thr, max_len):
+    """Width (px) of the tissue band met walking from each cavity border point outward: from
+    the border to the last point above ``thr`` (tissue) before 3 px in a row below it (blood or
+    background beyond the wall); speckle gaps shorter than that do not end the band. 0 when
+    none of the first 3 px is tissue."""
+    n_t = int(np.ceil(max_len / 0.5))
+    out = np.zeros(starts.shape[0])
+    for i in range(starts.shape[0]):
+        first = False
+        last = 0
+        gap = 0
+        for j in range(n_t):
+            t = j * 0.5
+            above = _bilinear_px(img, starts[i, 0] + t * dx, starts[i, 1] + t * dy) > thr
+            if j < 6 and above:
+                first = True
+            if j == 6 and not first:
                 break
-    return float(t[last])
+            if above:
+                last, gap = j, 0
+            else:
+                gap += 1
+                if gap >= 6 and last > 0:
+                    break
+        if first:
+            out[i] = last * 0.5
+    return out
 
 
 def _fit_wall_line(pts: np.ndarray, y_eval: float, deg: int = 1) -> tuple[np.ndarray, np.ndarray] | None:
@@ -757,12 +800,13 @@ def detect_landmarks(
     thick_side: dict[str, list[float]] = {}
     for side, border, sgn in (("left", left, -1.0), ("right", right, 1.0)):
         pts = np.full((rows.size, 2), np.nan)
-        for i in np.flatnonzero(valid)[::1]:
-            d, t_w = _wall_profile(img, np.array([border[i], rows[i]], float), np.array([sgn, 0.0]), 25.0)
-            if t_w > 0:
-                pts[i] = (border[i] + sgn * d, rows[i])
-                thick.append(t_w)
-                thick_side.setdefault(side, []).append(t_w)
+        iv = np.flatnonzero(valid)
+        d, t_w = _wall_profiles(img, np.stack([border[iv], rows[iv].astype(float)], axis=1), sgn, 0.0, 25.0)
+        for i, di, ti in zip(iv, d, t_w):
+            if ti > 0:
+                pts[i] = (border[i] + sgn * di, rows[i])
+                thick.append(float(ti))
+                thick_side.setdefault(side, []).append(float(ti))
         mids[side] = pts
     wall_px = float(np.median(thick)) if thick else 8.0
     # wall thickness. "narrow": the thinner side's median half-max band width (the septum lies
@@ -774,9 +818,9 @@ def detect_landmarks(
     thr = 0.5 * (tissue_lvl + blood)
     bw = {}
     for side, border, sgn in (("left", left, -1.0), ("right", right, 1.0)):
-        wv = [_band_width(img, np.array([border[i], rows[i]], float), np.array([sgn, 0.0]), thr, 40.0)
-              for i in np.flatnonzero(valid)[int(0.2 * valid.sum()):int(0.7 * valid.sum())]]
-        wv = [x for x in wv if x > 0]
+        iv = np.flatnonzero(valid)[int(0.2 * valid.sum()):int(0.7 * valid.sum())]
+        wv = _band_widths(img, np.stack([border[iv], rows[iv].astype(float)], axis=1), sgn, 0.0, thr, 40.0)
+        wv = [float(x) for x in wv if x > 0]
         if len(wv) >= 5:
             bw[side] = float(np.median(wv))
     narrow = min((float(np.median(v)) for v in thick_side.values() if len(v) >= 5), default=wall_px)

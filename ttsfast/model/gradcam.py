@@ -296,10 +296,16 @@ def region_shares(saliency: np.ndarray, landmarks: Mapping[str, Sequence[float]]
     RegionShares
         All shares are 0 when the map is all zeros (with a note).
     """
-    sal = np.asarray(saliency, dtype=np.float64)
+    sal = np.asarray(saliency)
+    if sal.dtype not in (np.float32, np.float64):
+        sal = sal.astype(np.float64)
     if sal.ndim != 3:
         raise InputError(f"saliency must be [T,H,W]; got shape {sal.shape}")
-    if not np.isfinite(sal).all() or (sal < 0).any():
+    # checked and summed without a float64 copy of the [T,H,W] map (11 MB per arm in analyze():
+    # the copy and its page faults made this stage's time swing 8-95 ms); a NaN or an infinity
+    # makes the float64 sum non-finite
+    spatial_mass = sal.sum(axis=0, dtype=np.float64)
+    if not np.isfinite(spatial_mass).all() or (sal.size and float(sal.min()) < 0):
         raise InputError("saliency must be finite and non-negative")
     t = sal.shape[0]
     if not (0 <= int(ed) < int(es) <= t):
@@ -309,7 +315,6 @@ def region_shares(saliency: np.ndarray, landmarks: Mapping[str, Sequence[float]]
             raise InputError(f"landmarks must contain {key!r} as (x, y)")
     lab = region_labels(sal.shape[1:], landmarks["septal_annulus"], landmarks["lateral_annulus"],
                         landmarks["apex"], **geometry)
-    spatial_mass = sal.sum(axis=0)
     total = float(spatial_mass.sum())
     notes: list[str] = []
     if total <= 0:
@@ -318,7 +323,7 @@ def region_shares(saliency: np.ndarray, landmarks: Mapping[str, Sequence[float]]
         return RegionShares(shares, 0.0, 0.0, 0.0, 0.0, 0.0, notes)
     sums = np.bincount(lab.ravel(), weights=spatial_mass.ravel(), minlength=len(REGIONS))
     shares = {r: float(sums[i] / total) for i, r in enumerate(REGIONS)}
-    per_frame = sal.sum(axis=(1, 2))
+    per_frame = sal.sum(axis=(1, 2), dtype=np.float64)
     sys_share = float(per_frame[int(ed):int(es)].sum() / total)
     return RegionShares(
         regions=shares,
