@@ -233,6 +233,18 @@ def test_bad_arguments():
         analyze(demo_clip_path(), saliency="maybe")
     with pytest.raises(InputError):
         analyze("/nonexistent/clip.dcm")
+    with pytest.raises(InputError, match="tracker"):
+        analyze(demo_clip_path(), tracker="optical")
+
+
+def test_tracker_choice_is_used_and_reported(demo_result):
+    """The default tracker is DIS; the study's LK on the same clip is available and reported."""
+    assert demo_result.to_dict()["mechanics"]["method"] == "dis"
+    r = analyze(demo_clip_path(), tracker="lk", saliency=False, score_all_beats=False)
+    m = r.to_dict()["mechanics"]
+    assert m["method"] == "lk"
+    assert r.p_tts == pytest.approx(demo_result.p_tts, abs=1e-6)  # the model does not see the tracker
+    assert m["gls_pct"] != pytest.approx(demo_result.to_dict()["mechanics"]["gls_pct"], abs=1e-3)
 
 
 def test_write_report_is_complete_and_atomic(demo_result, tmp_path):

@@ -41,7 +41,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
             model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
             beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
             flow_backend: str = "native", score_all_beats: bool = True,
-            threads: int | None = None, keep_arrays: bool = True) -> AnalysisResult:
+            threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis") -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
     Parameters
@@ -81,6 +81,11 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         Threads of the native kernels (default: all cores).
     keep_arrays : bool
         Keep the beat's frames, saliency and tracks in ``result.beat`` for figures.
+    tracker : str
+        How the mechanics stage tracks its points (``measure_mechanics(method=)``): ``"dis"``
+        (default, the most accurate on ground truth), ``"flow"`` (the clip's Farneback flow,
+        ~60 ms faster per 32-frame beat), ``"flow+lk"``, or ``"lk"`` (the original study's
+        Lucas-Kanade, 75 px, 5 levels). The report's ``mechanics.method`` says which.
 
     Returns
     -------
@@ -106,6 +111,10 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     if device not in _DEVICES:
         raise InputError(f"device must be one of {sorted(_DEVICES)}, got {device!r}")
+    from .mechanics import METHODS
+
+    if tracker not in METHODS:
+        raise InputError(f"tracker must be one of {', '.join(map(repr, METHODS))}, got {tracker!r}")
     if saliency not in (True, False, "cam", "gradcam"):
         raise InputError(f"saliency must be True, False, 'cam' or 'gradcam', got {saliency!r}")
     timings: dict[str, float] = {}
@@ -144,7 +153,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         mech = measure_mechanics(prep.frames, flow, chosen, landmarks=landmarks, fps=prep.fps,
                                  mm_per_px=prep.mm_per_px, to_original=prep.to_original,
                                  to_grid=prep.to_grid, mask=prep.mask,
-                                 beat_times=cyc.beat_times[beat] if cyc.beat_times else None)
+                                 beat_times=cyc.beat_times[beat] if cyc.beat_times else None,
+                                 method=tracker, threads=threads)
         warnings += [f"mechanics: {w}" for w in mech.warnings]
 
     ed, es, ned = chosen

@@ -191,13 +191,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--single-beat", action="store_true",
                    help="each clip is exactly one beat, ED to next ED (the study's resampled clips)")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    p.add_argument("--tracker", default="dis", choices=["dis", "flow", "flow+lk", "lk"],
+                   help="point tracker of the mechanics (default dis; lk = the original study's)")
     p.set_defaults(func=_cmd_analyze)
 
 
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {"fps": args.fps, "model": args.model, "device": args.device,
                 "saliency": False if args.saliency == "none" else args.saliency,
-                "single_beat": bool(getattr(args, "single_beat", False))}
+                "single_beat": bool(getattr(args, "single_beat", False)),
+                "tracker": getattr(args, "tracker", "dis")}
     if getattr(args, "landmarks", None):
         try:
             kw["landmarks"] = json.loads(args.landmarks)
