@@ -53,10 +53,9 @@ def _flow_fn():
 
 def _roi(pts: np.ndarray) -> tuple[int, int, int, int]:
     """The box measure_mechanics(method="dis") computes the tracking flow in."""
-    from ttsfast.mechanics import DIS_ROI_MARGIN as m
+    from ttsfast.mechanics import tracking_box
 
-    return (int(np.floor(pts[:, 0].min())) - m, int(np.floor(pts[:, 1].min())) - m,
-            int(np.ceil(pts[:, 0].max())) + m + 1, int(np.ceil(pts[:, 1].max())) + m + 1)
+    return tracking_box(pts)
 
 
 def _tracking_flow(fr: np.ndarray, flow: np.ndarray) -> np.ndarray:

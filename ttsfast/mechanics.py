@@ -40,7 +40,8 @@ from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
 from .flow import tracking_flow
 from .tracking import sample_flow, track_lk, track_points
 
-__all__ = ["Mechanics", "measure_mechanics", "segment_lengths", "strain_curves", "SEGMENTS", "WALLS"]
+__all__ = ["Mechanics", "measure_mechanics", "segment_lengths", "strain_curves", "tracking_box", "SEGMENTS", "WALLS",
+           "METHODS"]
 
 WALLS = ("inferoseptal", "anterolateral")
 SEGMENTS = tuple(f"{lvl}_{w}" for w in WALLS for lvl in ("basal", "mid", "apical"))
@@ -61,6 +62,15 @@ LK_REFINE_LEVELS = 1
 #: every 4 px).
 DIS_ROI_MARGIN = 16
 METHODS = ("dis", "flow", "flow+lk", "lk")
+
+
+def tracking_box(points: np.ndarray, margin: int = DIS_ROI_MARGIN) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` px (x1, y1 exclusive): the box of ``points`` ``[N, 2]`` (x, y)
+    widened by ``margin`` px on each side, where method ``"dis"`` computes its tracking flow
+    (:func:`ttsfast.flow.tracking_flow` clips it to the image)."""
+    p = np.asarray(points, dtype=np.float64)
+    return (int(np.floor(p[:, 0].min())) - margin, int(np.floor(p[:, 1].min())) - margin,
+            int(np.ceil(p[:, 0].max())) + margin + 1, int(np.ceil(p[:, 1].max())) + margin + 1)
 
 
 @njit(cache=True, nogil=True)
@@ -325,9 +335,9 @@ def measure_mechanics(
         :func:`ttsfast.flow.tracking_flow` (OpenCV DIS, 8 px patches, held within 0.5 px per
         frame of ``flow``), computed over the beat in the box of the points (``DIS_ROI_MARGIN``
         px around them), about 2-3 ms per frame pair on 2 cores. ``"flow"``: integrate
-        ``flow`` itself (the Farneback flow of the model). ``"flow+lk"``: each frame-to-frame step of the ``"flow"`` track refined by Lucas-Kanade with a small
-        window on the speckle (13 px, 1 level), kept where it lies within 1 px of the flow
-        prediction. ``"lk"``: the original study, frame-to-frame LK, 75 px, 5 levels.
+        ``flow`` itself (the Farneback flow of the model). ``"flow+lk"``: each frame-to-frame
+        step of the ``"flow"`` track refined by Lucas-Kanade with a small window on the speckle
+        (13 px, 1 level), kept where it lies within 1 px of the flow prediction. ``"lk"``: the original study, frame-to-frame LK, 75 px, 5 levels.
         On 24 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-7, true landmarks,
         detected beat), median / max over clips of each clip's worst segmental strain error:
         ``"dis"`` 2.7 / 6.2 points, ``"flow"`` 4.1 / 11.3, ``"flow+lk"`` 2.6 / 8.0, ``"lk"``
@@ -424,9 +434,8 @@ def measure_mechanics(
         # ED may lie before the integer one), in the box of the points; `flow` stays the
         # caller's for the landmarks
         p_lo = max(ed - 1, 0)
-        roi = (int(np.floor(pts0[:, 0].min())) - DIS_ROI_MARGIN, int(np.floor(pts0[:, 1].min())) - DIS_ROI_MARGIN,
-               int(np.ceil(pts0[:, 0].max())) + DIS_ROI_MARGIN + 1, int(np.ceil(pts0[:, 1].max())) + DIS_ROI_MARGIN + 1)
-        flow = tracking_flow(frames, p_lo, t_hi, roi=roi, reference=np.asarray(flow[p_lo:t_hi], np.float32),
+        flow = tracking_flow(frames, p_lo, t_hi, roi=tracking_box(pts0),
+                             reference=np.asarray(flow[p_lo:t_hi], np.float32),
                              threads=threads)
         fbw = None if flow_backward is None else np.ascontiguousarray(flow_backward[p_lo:t_hi])
         tr = track_points(flow, pts0, t0=ed - p_lo, t1=t_hi - p_lo, flow_backward=fbw)
