@@ -31,6 +31,10 @@ QUICK = os.environ.get("TTSFAST_BENCH_QUICK", "") not in ("", "0")
 THREADS = int(os.environ.get("TTSFAST_BENCH_THREADS", "0")) or (os.cpu_count() or 1)
 GATE_ALL = os.environ.get("TTSFAST_BENCH_GATE_ALL", "1") not in ("", "0")
 REPEATS = 3 if QUICK else 5
+#: Interleaved rounds of the edge-margin cost gate: each round is two ~90 ms flows, and with 7
+#: rounds a clean-clone CI run once read the ratio as 1.14 where quiet runs read 1.00-1.04; 21
+#: rounds (~4 s) hold the median steadier. The gate (<= 1.10) is unchanged.
+EDGE_COST_ROUNDS = 21
 GATE = 2.0
 SIZES = {
     "small": dict(n_frames=33, height=256, width=352, mm_per_px=0.9),
@@ -150,7 +154,7 @@ def test_sector_edge_margin_cost(clips):
     mask = gt.sector_mask
     t_edge, t_plain = [], []
     dense_flow(frames[:3], mask=mask, threads=THREADS)
-    for _ in range(2 * REPEATS + 1):
+    for _ in range(EDGE_COST_ROUNDS):
         t0 = time.perf_counter()
         dense_flow(frames, mask=mask, threads=THREADS)
         t_edge.append(time.perf_counter() - t0)
