@@ -632,3 +632,17 @@ def test_geometry_warnings_flag_implausible_landmarks():
     # the caller's landmarks get the same warnings (not an error: unusual hearts exist)
     _, warns = validate_landmarks(np.array([120.0, 200.0]), lat, np.array([160.0, 100.0]), (256, 352))
     assert any("LV lengths apart" in w for w in warns)
+
+
+def test_dis_tracker_on_a_tiny_grid_is_a_clear_error():
+    """The DIS tracker needs a 16 px box: a 14 px high grid is refused with a QualityError that
+    names the way out, not an error about a box the caller never passed."""
+    from ttsfast.errors import QualityError
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (20, 14, 40), dtype=np.uint8)
+    flow = np.zeros((19, 14, 40, 2), np.float32)
+    flow[..., 1] = 0.1
+    lm = {"septal_annulus": (10.0, 12.0), "lateral_annulus": (30.0, 12.0), "apex": (20.0, 1.0)}
+    with pytest.raises(QualityError, match="method='flow'"):
+        measure_mechanics(frames, flow, (0, 7, 19), landmarks=lm)

@@ -434,8 +434,11 @@ def measure_mechanics(
         # ED may lie before the integer one), in the box of the points; `flow` stays the
         # caller's for the landmarks
         p_lo = max(ed - 1, 0)
-        flow = tracking_flow(frames, p_lo, t_hi, roi=tracking_box(pts0),
-                             reference=np.asarray(flow[p_lo:t_hi], np.float32),
+        box = tracking_box(pts0)
+        if min(min(box[2], w) - max(box[0], 0), min(box[3], h) - max(box[1], 0)) < 16:
+            raise QualityError(f"the LV box {box} is under 16 px on the {w}x{h} grid: too small for the DIS "
+                               "tracker; use method='flow'")
+        flow = tracking_flow(frames, p_lo, t_hi, roi=box, reference=np.asarray(flow[p_lo:t_hi], np.float32),
                              threads=threads)
         fbw = None if flow_backward is None else np.ascontiguousarray(flow_backward[p_lo:t_hi])
         tr = track_points(flow, pts0, t0=ed - p_lo, t1=t_hi - p_lo, flow_backward=fbw)
