@@ -646,3 +646,24 @@ def test_dis_tracker_on_a_tiny_grid_is_a_clear_error():
     lm = {"septal_annulus": (10.0, 12.0), "lateral_annulus": (30.0, 12.0), "apex": (20.0, 1.0)}
     with pytest.raises(QualityError, match="method='flow'"):
         measure_mechanics(frames, flow, (0, 7, 19), landmarks=lm)
+
+
+def test_wall_walk_kernels_on_an_analytic_band():
+    """The Numba walks across a wall: a bright band from x = 10 to 20 px (and a 2 px speckle gap
+    inside it) seen from the cavity border at x = 4."""
+    from ttsfast.landmarks import _band_widths, _wall_profiles
+
+    x = np.arange(64, dtype=np.float32)
+    row = np.where((x >= 10) & (x <= 20), 100.0, 10.0).astype(np.float32)
+    row[14:16] = 10.0  # a speckle gap shorter than 3 px does not end the band
+    img = np.tile(row, (32, 1))
+    starts = np.array([[4.0, 8.0], [4.0, 20.0], [60.0, 8.0]])
+    d, t = _wall_profiles(img, starts, 1.0, 0.0, 25.0)
+    # the first bright part (10..13.5 px beyond x=4 -> 6..9.5) is the band above half its peak
+    np.testing.assert_allclose(d[:2], 0.5 * (6.0 + 9.5), atol=0.5)
+    np.testing.assert_allclose(t[:2], 3.5, atol=0.5)
+    assert d[2] == 0.0 and t[2] == 0.0  # fewer than 4 steps inside the image
+    bw = _band_widths(img, starts[:2], 1.0, 0.0, 50.0, 40.0)
+    assert np.all(bw == 0.0)  # no tissue within the first 3 px of the border
+    bw = _band_widths(img, np.array([[9.0, 8.0]]), 1.0, 0.0, 50.0, 40.0)
+    np.testing.assert_allclose(bw, 11.5, atol=0.5)  # 9 -> 20.5, through the gap
