@@ -103,7 +103,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     from .cycle import detect_cycles
     from .flow import dense_flow
     from .io import read_clip
-    from .mechanics import measure_mechanics
+    from .mechanics import METHODS, measure_mechanics
     from .model.gradcam import cam_from_raw, region_shares
     from .model.inputs import beat_inputs
     from .model.runtime import model_card, predict
@@ -111,8 +111,6 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     if device not in _DEVICES:
         raise InputError(f"device must be one of {sorted(_DEVICES)}, got {device!r}")
-    from .mechanics import METHODS
-
     if tracker not in METHODS:
         raise InputError(f"tracker must be one of {', '.join(map(repr, METHODS))}, got {tracker!r}")
     if saliency not in (True, False, "cam", "gradcam"):

@@ -29,7 +29,7 @@ import numpy as np
 from .errors import InputError
 
 __all__ = ["dense_flow", "tracking_flow", "DEFAULT_FLOW_PARAMS", "STUDY_FLOW_PARAMS", "TRACKING_FLOW_PARAMS",
-           "EDGE_MARGIN"]
+           "EDGE_MARGIN", "MIN_ROI_PX"]
 
 #: Parameters of the original study (OpenCV Farneback in the research code).
 STUDY_FLOW_PARAMS: dict[str, Any] = dict(
@@ -74,6 +74,9 @@ EDGE_MARGIN = 4
 #: drift alike; on the synthetic clips the gate changes the errors little (2.57 / 5.79 gated
 #: against 2.56 / 5.84 ungated, every 3 px); a 0.3 px gate was worse (2.86 / 7.89).
 TRACKING_FLOW_PARAMS: dict[str, Any] = dict(patch_size=8, patch_stride=4, gd_iterations=25, max_deviation_px=0.5)
+
+#: Smallest side (px) of the box :func:`tracking_flow` computes DIS in.
+MIN_ROI_PX = 16
 
 _MAX_SIDE = 8192
 
@@ -314,7 +317,8 @@ def tracking_flow(
     t0, t1 : int
         First pair ``t0 -> t0+1`` and end (exclusive) of the pairs; default all ``T-1``.
     roi : (x0, y0, x1, y1), optional
-        Box in px (x1, y1 exclusive), at least 16 px a side after clipping to the image.
+        Box in px (x1, y1 exclusive), at least :data:`MIN_ROI_PX` a side after clipping to the
+        image.
     patch_size, patch_stride : int
         DIS patch side and spacing, px (patch_size 4..64, stride 1..patch_size).
     gd_iterations : int
@@ -359,8 +363,8 @@ def tracking_flow(
         except (TypeError, ValueError):
             raise InputError(f"roi must be (x0, y0, x1, y1) px, got {roi!r}") from None
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 - x0 < 16 or y1 - y0 < 16:
-        raise InputError(f"roi {roi} leaves less than 16x16 px of the {w}x{h} frames")
+    if x1 - x0 < MIN_ROI_PX or y1 - y0 < MIN_ROI_PX:
+        raise InputError(f"roi {roi} leaves less than {MIN_ROI_PX}x{MIN_ROI_PX} px of the {w}x{h} frames")
     if reference is not None:
         if not isinstance(reference, np.ndarray) or reference.shape != (t1 - t0, h, w, 2):
             raise InputError(f"reference must be a flow array {(t1 - t0, h, w, 2)}, got "

@@ -37,7 +37,7 @@ from numba import njit
 
 from .errors import InputError, QualityError
 from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
-from .flow import tracking_flow
+from .flow import MIN_ROI_PX, tracking_flow
 from .tracking import sample_flow, track_lk, track_points
 
 __all__ = ["Mechanics", "measure_mechanics", "segment_lengths", "strain_curves", "tracking_box", "SEGMENTS", "WALLS",
@@ -64,13 +64,18 @@ DIS_ROI_MARGIN = 16
 METHODS = ("dis", "flow", "flow+lk", "lk")
 
 
-def tracking_box(points: np.ndarray, margin: int = DIS_ROI_MARGIN) -> tuple[int, int, int, int]:
+def tracking_box(points: np.ndarray, margin: int = DIS_ROI_MARGIN,
+                 shape: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)`` px (x1, y1 exclusive): the box of ``points`` ``[N, 2]`` (x, y)
-    widened by ``margin`` px on each side, where method ``"dis"`` computes its tracking flow
-    (:func:`ttsfast.flow.tracking_flow` clips it to the image)."""
+    widened by ``margin`` px on each side, where method ``"dis"`` computes its tracking flow;
+    clipped to an image of ``shape`` ``(H, W)`` when given (:func:`ttsfast.flow.tracking_flow`
+    clips it the same way)."""
     p = np.asarray(points, dtype=np.float64)
-    return (int(np.floor(p[:, 0].min())) - margin, int(np.floor(p[:, 1].min())) - margin,
-            int(np.ceil(p[:, 0].max())) + margin + 1, int(np.ceil(p[:, 1].max())) + margin + 1)
+    x0, y0 = int(np.floor(p[:, 0].min())) - margin, int(np.floor(p[:, 1].min())) - margin
+    x1, y1 = int(np.ceil(p[:, 0].max())) + margin + 1, int(np.ceil(p[:, 1].max())) + margin + 1
+    if shape is not None:
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, int(shape[1])), min(y1, int(shape[0]))
+    return x0, y0, x1, y1
 
 
 @njit(cache=True, nogil=True)
@@ -337,7 +342,8 @@ def measure_mechanics(
         px around them), about 2-3 ms per frame pair on 2 cores. ``"flow"``: integrate
         ``flow`` itself (the Farneback flow of the model). ``"flow+lk"``: each frame-to-frame
         step of the ``"flow"`` track refined by Lucas-Kanade with a small window on the speckle
-        (13 px, 1 level), kept where it lies within 1 px of the flow prediction. ``"lk"``: the original study, frame-to-frame LK, 75 px, 5 levels.
+        (13 px, 1 level), kept where it lies within 1 px of the flow prediction. ``"lk"``: the
+        original study, frame-to-frame LK, 75 px, 5 levels.
         On 24 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-7, true landmarks,
         detected beat), median / max over clips of each clip's worst segmental strain error:
         ``"dis"`` 2.7 / 6.2 points, ``"flow"`` 4.1 / 11.3, ``"flow+lk"`` 2.6 / 8.0, ``"lk"``
@@ -427,6 +433,7 @@ def measure_mechanics(
         lo, hi = float(np.nanmin(seg)), float(np.nanmax(seg))
         frames = np.zeros(frames.shape, np.uint8)
         frames[ed:t_hi + 1] = np.clip(np.rint((np.nan_to_num(seg, nan=lo) - lo) * (255.0 / max(hi - lo, 1e-12))), 0, 255)
+    ed_flow = ed  # index of the pair ed -> ed+1 in `flow` (the "dis" branch replaces `flow`)
     if method == "lk":
         tr = track_lk(frames, pts0, t0=ed, t1=t_hi, win_size=lk_win_size, max_level=lk_max_level)
     elif method == "dis":
@@ -434,16 +441,16 @@ def measure_mechanics(
         # ED may lie before the integer one), in the box of the points; `flow` stays the
         # caller's for the landmarks
         p_lo = max(ed - 1, 0)
-        box = tracking_box(pts0)
-        if min(min(box[2], w) - max(box[0], 0), min(box[3], h) - max(box[1], 0)) < 16:
-            raise QualityError(f"the LV box {box} is under 16 px on the {w}x{h} grid: too small for the DIS "
-                               "tracker; use method='flow'")
+        box = tracking_box(pts0, shape=(h, w))
+        if min(box[2] - box[0], box[3] - box[1]) < MIN_ROI_PX:
+            raise QualityError(f"the LV box {box} is under {MIN_ROI_PX} px on the {w}x{h} grid: too small for "
+                               "the DIS tracker; use method='flow'")
         flow = tracking_flow(frames, p_lo, t_hi, roi=box, reference=np.asarray(flow[p_lo:t_hi], np.float32),
                              threads=threads)
         fbw = None if flow_backward is None else np.ascontiguousarray(flow_backward[p_lo:t_hi])
         tr = track_points(flow, pts0, t0=ed - p_lo, t1=t_hi - p_lo, flow_backward=fbw)
         tr.t0, tr.method = ed, "dis"
-        ed_flow = ed - p_lo  # index of the pair ed -> ed+1 in `flow`
+        ed_flow = ed - p_lo
     else:
         tr = track_points(flow, pts0, t0=ed, t1=t_hi, flow_backward=flow_backward)
         if method == "flow+lk":
@@ -455,8 +462,6 @@ def measure_mechanics(
     if not np.all(np.isfinite(tr.points)):
         raise QualityError("tracking produced non-finite positions: the flow holds NaN or infinite values")
     raw = tr.points  # [t_hi-ed+1, M, 2] at frames ed..t_hi
-    if method != "dis":
-        ed_flow = ed
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
