@@ -299,6 +299,34 @@ def test_true_measures_of_clip_equal_fast_path():
     json.dumps(m)  # plain floats
 
 
+def test_true_e_prime_is_the_early_wave_not_the_atrial_one():
+    """E' is the early-diastolic annular velocity. On stemi_anterior seed 5 the atrial (A')
+    wave of both walls is faster than the E' wave (impaired relaxation); the ground truth must
+    report the E' peak, which lies before the A' wave starts, not the larger A' one (it did,
+    until 2026-12-02, which made a correct E' measurement look 17-19 % low)."""
+    from ttsfast.synth.clipgen import draw_params, model_for
+    from ttsfast.synth.motion import SIDES
+
+    p = draw_params("stemi_anterior", 5)
+    _, model = model_for(p, p["seed"])
+    tm = true_measures_fast("stemi_anterior", 5)
+    P, t_es, t0 = model.timing.period, model.timing.t_es, model.timing.t0
+    dt = 0.001
+    tau = np.arange(0.0, P, dt)
+    mw = model.geo.midwall
+    pts = np.stack([mw[SIDES[0]][0], mw[SIDES[1]][0], mw[SIDES[0]][-1]])  # both annuli, apex (mm)
+    cur = model.displace(pts, t0 + tau)
+    ax = cur[0, 2] - 0.5 * (cur[0, 0] + cur[0, 1])  # long axis at ED: annulus midpoint -> apex
+    ax /= np.linalg.norm(ax)
+    for i, short in enumerate(("septal", "lateral")):
+        v = -np.gradient((cur[:, i] - cur[0, i]) @ ax, dt) / 10.0  # away from the apex, cm/s
+        a0 = model.a_wave_start(i)
+        assert t_es < a0 < P
+        early, atrial = v[(tau >= t_es) & (tau < a0)], v[tau >= a0]
+        assert atrial.max() > 1.1 * early.max()  # the case this test is about: A' > E'
+        assert tm["e_prime_cm_s"][short] == pytest.approx(early.max(), rel=0.01)
+
+
 def test_generation_speed():
     generate("normal", seed=0, n_frames=4)  # compile / load the Numba cache
     times = []

@@ -116,7 +116,7 @@ def measures_from_model(model: MotionModel, beat: int = 0, mm_per_px: float = 0.
         end-diastole toward the apex; ``strain_peak_pct``: six segments -> most negative
         Lagrangian strain (%); ``gls_pct``; ``s_prime_cm_s`` / ``e_prime_cm_s``:
         {septal, lateral} peak systolic (toward the apex) and early diastolic (away from
-        it) annular velocities, cm/s; ``heart_rate_bpm``; ``beat_s``.
+        it, before the atrial wave) annular velocities, cm/s; ``heart_rate_bpm``; ``beat_s``.
     """
     geo = model.geo
     P = model.timing.period
@@ -156,13 +156,16 @@ def measures_from_model(model: MotionModel, beat: int = 0, mm_per_px: float = 0.
     exc_mm = {}
     sp, ep = {}, {}
     sys = (tf - t_ed) < t_es
-    for side, short in zip(SIDES, ("septal", "lateral")):
+    for i, (side, short) in enumerate(zip(SIDES, ("septal", "lateral"))):
         a = wf[side][:, 0]
         d = (a - a[0]) @ ax0
         exc_mm[f"basal_{side}"] = float(np.max(d))
         v = np.gradient(d, dt) / 10.0  # mm/s -> cm/s
         sp[short] = float(np.max(v[sys]))
-        ep[short] = float(np.max(-v[~sys]))
+        # E' is the EARLY diastolic peak: from end-systole to the start of the atrial wave (a
+        # late A' faster than E', as in impaired relaxation, is not E')
+        early = ~sys & ((tf - t_ed) < model.a_wave_start(i))
+        ep[short] = float(np.max(-v[early]))
     seg, gls = strain_from_walls(wf, ref)
     return {
         "peak_displacement_px": {k: {kk: vv / mm_per_px for kk, vv in v.items()} for k, v in pk_mm.items()},

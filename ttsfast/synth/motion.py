@@ -60,6 +60,30 @@ def systolic_shape_k(shape: tuple[float, float]) -> float:
     return float(x ** a * (1 - x) ** b / _beta_fn(a + 1, b + 1))
 
 
+def diastolic_waves(t_sys: float, e_start: float, e_dur: float, a_dur: float,
+                    period: float) -> tuple[float, float, float, float]:
+    """Timing of the E' and A' waves of one segment within its cycle.
+
+    Parameters are those of :func:`segment_time_curve` (s).
+
+    Returns
+    -------
+    e0, e_dur, a0, a_dur : float
+        Start and duration of the E' wave and of the A' wave, s after end-diastole. At fast
+        heart rates, where the two would overlap, both are shortened so that A' starts where
+        E' ends.
+    """
+    e0 = max(float(e_start), float(t_sys))
+    e_dur, a_dur = float(e_dur), float(a_dur)
+    a0 = period - a_dur
+    if e0 + e_dur > a0:  # fast heart rate: E and A waves fuse; shrink both
+        room = max(period - e0, 0.05)
+        k = room / (e_dur + a_dur)
+        e_dur, a_dur = e_dur * k, a_dur * k
+        a0 = period - a_dur
+    return e0, e_dur, a0, a_dur
+
+
 def segment_time_curve(tau: np.ndarray, t_sys: float, shape: tuple[float, float],
                        e_start: float, e_frac: float, e_dur: float, a_dur: float,
                        period: float) -> np.ndarray:
@@ -89,13 +113,7 @@ def segment_time_curve(tau: np.ndarray, t_sys: float, shape: tuple[float, float]
         Same shape as ``tau``, values in [0, 1].
     """
     tau = np.asarray(tau, dtype=np.float64)
-    e0 = max(float(e_start), float(t_sys))
-    a0 = period - a_dur
-    if e0 + e_dur > a0:  # fast heart rate: E and A waves fuse; shrink both
-        room = max(period - e0, 0.05)
-        k = room / (e_dur + a_dur)
-        e_dur, a_dur = e_dur * k, a_dur * k
-        a0 = period - a_dur
+    e0, e_dur, a0, a_dur = diastolic_waves(t_sys, e_start, e_dur, a_dur, period)
     f = np.empty_like(tau)
     sys = tau < t_sys
     f[sys] = _betainc(shape[0] + 1.0, shape[1] + 1.0, tau[sys] / t_sys)
@@ -179,6 +197,13 @@ class MotionModel:
                     tau, self.t_sys[i, k], self.sys_shape[i], self.e_start, self.e_frac[i],
                     self.e_dur[i], self.a_dur, self.timing.period)
         return out
+
+    def a_wave_start(self, side: int) -> float:
+        """Earliest start of the atrial (A') wave among the segments of wall ``side`` (0:
+        inferoseptal, 1: anterolateral), s after end-diastole: the end of early diastole, where
+        E' is measured."""
+        return min(diastolic_waves(self.t_sys[side, k], self.e_start, self.e_dur[side], self.a_dur,
+                                   self.timing.period)[2] for k in range(self.t_sys.shape[1]))
 
     def tables(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per-time profiles for :func:`displace_points`.
