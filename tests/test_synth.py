@@ -327,6 +327,34 @@ def test_true_e_prime_is_the_early_wave_not_the_atrial_one():
         assert tm["e_prime_cm_s"][short] == pytest.approx(early.max(), rel=0.01)
 
 
+def test_true_segments_are_exact_thirds_of_the_wall():
+    """Segment strain of the ground truth does not depend on how densely the wall is sampled:
+    with 41 points (40 steps, not a multiple of 3) the segments are still the exact thirds, as
+    with 3001. A wall that shortens by 20 % over its basal third, with a sharp transition (as
+    where a hyperkinetic base meets an akinetic apex), and not at all elsewhere."""
+    from ttsfast.synth.groundtruth import strain_from_walls
+
+    length = 90.0
+    fine = np.linspace(0.0, length, 30001)
+    e = -0.2 / (1.0 + np.exp((fine - length / 3) / (0.01 * length)))  # strain along the wall
+    phi = np.concatenate([[0.0], np.cumsum(0.5 * (e[1:] + e[:-1]) * np.diff(fine))]) + fine
+
+    def walls(n):
+        s_ref = np.linspace(0.0, length, n)
+        cur = np.interp(s_ref, fine, phi)
+        w = {side: np.stack([np.zeros(n), cur], -1)[None] for side in ("inferoseptal", "anterolateral")}
+        r = {side: np.stack([np.zeros(n), s_ref], -1) for side in ("inferoseptal", "anterolateral")}
+        return strain_from_walls(w, r)
+
+    coarse, gls_c = walls(41)
+    dense, gls_d = walls(3001)
+    # the mean strain over the basal third: -20 % less half the transition (ln 2 x its width)
+    assert dense["basal_inferoseptal"][0] == pytest.approx(-20.0 * (1 - np.log(2) * 0.03), abs=0.02)
+    for k in dense:
+        assert coarse[k][0] == pytest.approx(dense[k][0], abs=0.1), k
+    assert gls_c[0] == pytest.approx(gls_d[0], abs=1e-6)
+
+
 def test_generation_speed():
     generate("normal", seed=0, n_frames=4)  # compile / load the Numba cache
     times = []

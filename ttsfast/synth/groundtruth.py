@@ -59,17 +59,34 @@ def _polyline_len(p: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(p, axis=-2), axis=-1).sum(axis=-1)
 
 
-def _seg_bounds(n_points: int) -> list[tuple[int, int]]:
-    """Index ranges (inclusive start, inclusive end) of basal, mid, apical thirds of a wall
-    sampled from the annulus (0) to the apex (n_points - 1)."""
-    e = n_points - 1
-    b1 = int(round(e / 3))
-    b2 = int(round(2 * e / 3))
-    return [(0, b1), (b1, b2), (b2, e)]
+def _seg_bounds(n_points: int) -> list[tuple[float, float]]:
+    """Fractional index ranges (start, end) of the basal, mid and apical thirds of a wall
+    sampled from the annulus (0) to the apex (n_points - 1) at equal arc-length steps: exact
+    thirds, also when ``n_points - 1`` is not a multiple of 3."""
+    e = float(n_points - 1)
+    return [(0.0, e / 3.0), (e / 3.0, 2.0 * e / 3.0), (2.0 * e / 3.0, e)]
+
+
+def _sub_polyline(p: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The part of polylines ``[..., N, 2]`` between fractional indices ``a`` < ``b``: the
+    points strictly inside, with the two ends interpolated linearly between neighbours (the
+    material points at those reference positions)."""
+    n = p.shape[-2]
+
+    def at(f: float) -> np.ndarray:
+        i = min(int(np.floor(f)), n - 2)
+        u = f - i
+        return (1.0 - u) * p[..., i, :] + u * p[..., i + 1, :]
+
+    inner = np.arange(int(np.floor(a)) + 1, int(np.ceil(b)))
+    return np.concatenate([at(a)[..., None, :], p[..., inner, :], at(b)[..., None, :]], axis=-2)
 
 
 def strain_from_walls(walls: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
     """Lagrangian longitudinal strain (%) of each segment and GLS from mid-wall polylines.
+
+    The segments are the exact thirds of each wall's reference arc (the points are equally
+    spaced in arc length at end-diastole; see :func:`_seg_bounds`).
 
     Parameters
     ----------
@@ -84,8 +101,8 @@ def strain_from_walls(walls: dict[str, np.ndarray], ref: dict[str, np.ndarray]) 
     for side in SIDES:
         w, r = walls[side], ref[side]
         for lvl, (a, b) in zip(("basal", "mid", "apical"), _seg_bounds(w.shape[1])):
-            lt = _polyline_len(w[:, a:b + 1])
-            l0 = _polyline_len(r[a:b + 1])
+            lt = _polyline_len(_sub_polyline(w, a, b))
+            l0 = _polyline_len(_sub_polyline(r, a, b))
             seg[f"{lvl}_{side}"] = 100.0 * (lt / l0 - 1.0)
         tot = tot + _polyline_len(w)
         tot_ref = tot_ref + _polyline_len(r)
