@@ -60,8 +60,8 @@ EDGE_MARGIN = 4
 #: full grid, 25 gradient-descent iterations per patch, no variational refinement, held within
 #: 0.5 px per frame of the clip's Farneback flow.  Chosen on 24 noisy synthetic clips (normal,
 #: tts, stemi_anterior x seeds 0-7; true landmarks, detected beat) against ``dense_flow``: each
-#: clip's worst segmental strain error, median / max over clips, 2.7 / 6.2 points against
-#: 4.1 / 11.3, with the other measures as good or better (README, "Accuracy").  Small patches
+#: clip's worst segmental strain error, median / max over clips, 2.2 / 6.0 points against
+#: 4.0 / 11.6, with the other measures as good or better (README, "Accuracy").  Small patches
 #: follow the tissue where the 21 px Farneback window averages over contracting and akinetic
 #: wall, the static near field and the annulus crest; each pixel's flow is the patches' flows
 #: weighted by how well they explain that pixel, so a patch straddling a motion border counts

@@ -346,8 +346,8 @@ def measure_mechanics(
         original study, frame-to-frame LK, 75 px, 5 levels.
         On 24 noisy synthetic clips (normal, tts, stemi_anterior x seeds 0-7, true landmarks,
         detected beat), median / max over clips of each clip's worst segmental strain error:
-        ``"dis"`` 2.7 / 6.2 points, ``"flow"`` 4.1 / 11.3, ``"flow+lk"`` 2.6 / 8.0, ``"lk"``
-        12.7 / 17.8; the other measures are in the README ("Accuracy").
+        ``"dis"`` 2.2 / 6.0 points, ``"flow"`` 4.0 / 11.6, ``"flow+lk"`` 2.5 / 6.9, ``"lk"``
+        12.4 / 17.1; the other measures are in the README ("Accuracy").
     n_resample : int
         Frames per beat for the paper's measure (32).
     n_wall : int
