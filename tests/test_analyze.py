@@ -247,6 +247,19 @@ def test_tracker_choice_is_used_and_reported(demo_result):
     assert m["gls_pct"] != pytest.approx(demo_result.to_dict()["mechanics"]["gls_pct"], abs=1e-3)
 
 
+def test_cli_tracker_choices_are_the_mechanics_methods():
+    """The CLI lists its --tracker choices itself (so that starting it does not import the
+    mechanics stage); they must stay the methods measure_mechanics accepts, default first."""
+    import argparse
+
+    from ttsfast.cli import build_parser
+    from ttsfast.mechanics import METHODS
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    opt = next(a for a in sub.choices["analyze"]._actions if "--tracker" in a.option_strings)
+    assert tuple(opt.choices) == METHODS and opt.default == METHODS[0]
+
+
 def test_write_report_is_complete_and_atomic(demo_result, tmp_path):
     out = write_report(demo_result, tmp_path / "r")
     names = {p.name for p in out.iterdir()}
