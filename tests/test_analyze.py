@@ -287,3 +287,18 @@ def test_cli_analyze_and_failure_exit_code(tmp_path):
     assert f"p(TTS)={rep['p_tts']:.2f} ({rep['label']}) [beats {per_beat}]" in p.stdout
     assert (tmp_path / "o" / "demo_tts" / "report.json").is_file()
     assert not (tmp_path / "o" / "bad").exists()
+
+
+def test_cli_without_saliency_writes_the_rest(tmp_path):
+    """`ttsfast analyze --saliency none` (no saliency computed) still writes the report, the
+    mechanics figure and the video; only the saliency figure is left out (it failed before:
+    'the result carries no beat arrays')."""
+    import json
+
+    from ttsfast.cli import main
+
+    assert main(["analyze", str(demo_clip_path()), "-o", str(tmp_path), "--saliency", "none"]) == 0
+    out = next(p.parent for p in tmp_path.rglob("report.json"))
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["mechanics.png", "overlay.mp4", "report.json"]
+    assert json.loads((out / "report.json").read_text())["saliency"] in (None, {})

@@ -30,15 +30,17 @@ def _mpl():
 
 def write_report(result: AnalysisResult, out_dir: str | os.PathLike, *, figures: bool = True,
                  video: bool = True, coords: str = "original") -> Path:
-    """Write ``report.json`` and, with ``figures``, ``saliency.png``, ``mechanics.png`` and
-    ``overlay.mp4`` into ``out_dir`` (created; files are replaced atomically as one set)."""
+    """Write ``report.json`` and, with ``figures``, ``saliency.png`` (when the result has
+    saliency), ``mechanics.png`` and ``overlay.mp4`` into ``out_dir`` (created; files are
+    replaced atomically as one set)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / "report.json").write_text(result.to_json(coords))
         if figures and result.beat is not None:
-            plot_saliency(result, tmp / "saliency.png")
+            if result.beat.saliency:  # analyze(saliency=False) / --saliency none: no saliency figure
+                plot_saliency(result, tmp / "saliency.png")
             plot_mechanics(result, tmp / "mechanics.png")
             if video:
                 write_overlay_video(result, tmp / "overlay.mp4")
