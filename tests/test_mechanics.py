@@ -741,3 +741,28 @@ def test_measure_mechanics_annulus_anchor_switch():
     # the similarity of the basal wall under this (non-similar) vertical scaling moves the
     # annulus by a small amount only
     assert np.abs(a.tracks["septal_annulus"] - b.tracks["septal_annulus"]).max() < 0.5
+
+
+def test_annulus_anchor_through_analyze_and_the_cli(tmp_path):
+    """analyze(annulus_anchor=True) and --annulus-anchor reach the mechanics and the report says
+    so; the model does not see it; the study's 'lk' is never anchored."""
+    import json
+
+    from ttsfast import analyze
+    from ttsfast.cli import main
+    from ttsfast.demo import demo_clip_path
+
+    a = analyze(demo_clip_path(), saliency=False, score_all_beats=False)
+    b = analyze(demo_clip_path(), saliency=False, score_all_beats=False, annulus_anchor=True)
+    assert a.to_dict()["mechanics"]["annulus_anchored"] is False
+    assert b.to_dict()["mechanics"]["annulus_anchored"] is True
+    assert b.p_tts == pytest.approx(a.p_tts, abs=1e-6)
+    ea, eb = a.to_dict()["mechanics"]["excursion_px"], b.to_dict()["mechanics"]["excursion_px"]
+    assert ea["basal_inferoseptal"] != eb["basal_inferoseptal"]
+    assert a.to_dict()["mechanics"]["strain_peak_pct"] == b.to_dict()["mechanics"]["strain_peak_pct"]
+    c = analyze(demo_clip_path(), saliency=False, score_all_beats=False, annulus_anchor=True, tracker="lk")
+    assert c.to_dict()["mechanics"]["annulus_anchored"] is False
+    assert main(["analyze", str(demo_clip_path()), "-o", str(tmp_path), "--annulus-anchor", "--no-video",
+                 "--saliency", "none"]) == 0
+    rep = json.loads(next(tmp_path.rglob("report.json")).read_text())
+    assert rep["mechanics"]["annulus_anchored"] is True

@@ -41,7 +41,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
             model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
             beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
             flow_backend: str = "native", score_all_beats: bool = True,
-            threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis") -> AnalysisResult:
+            threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis",
+            annulus_anchor: bool = False) -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
     Parameters
@@ -86,6 +87,12 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         (default, the most accurate on ground truth), ``"flow"`` (the clip's Farneback flow,
         ~60 ms faster per 32-frame beat), ``"flow+lk"``, or ``"lk"`` (the original study's
         Lucas-Kanade, 75 px, 5 levels). The report's ``mechanics.method`` says which.
+    annulus_anchor : bool
+        Take the slow part of each annulus track from its basal wall
+        (``measure_mechanics(annulus_anchor=True)``, opt-in: it removes the annulus's excursion
+        bias on synthetic clips, and on real clips it lets the annulus inherit its wall's
+        closure error; README "Accuracy"). Not applied with ``tracker="lk"``. The report's
+        ``mechanics.annulus_anchored`` says whether it was.
 
     Returns
     -------
@@ -152,7 +159,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
                                  mm_per_px=prep.mm_per_px, to_original=prep.to_original,
                                  to_grid=prep.to_grid, mask=prep.mask,
                                  beat_times=cyc.beat_times[beat] if cyc.beat_times else None,
-                                 method=tracker, threads=threads)
+                                 method=tracker, threads=threads, annulus_anchor=bool(annulus_anchor))
         warnings += [f"mechanics: {w}" for w in mech.warnings]
 
     ed, es, ned = chosen

@@ -191,16 +191,24 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--single-beat", action="store_true",
                    help="each clip is exactly one beat, ED to next ED (the study's resampled clips)")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
+    _add_tracker_args(p)
+    p.set_defaults(func=_cmd_analyze)
+
+
+def _add_tracker_args(p: argparse.ArgumentParser) -> None:
+    """The mechanics options of ``analyze`` and ``cohort``."""
     p.add_argument("--tracker", default="dis", choices=["dis", "flow", "flow+lk", "lk"],
                    help="point tracker of the mechanics (default dis; lk = the original study's)")
-    p.set_defaults(func=_cmd_analyze)
+    p.add_argument("--annulus-anchor", action="store_true",
+                   help="take the annulus's slow motion from its basal wall (opt-in; README, Accuracy)")
 
 
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {"fps": args.fps, "model": args.model, "device": args.device,
                 "saliency": False if args.saliency == "none" else args.saliency,
                 "single_beat": bool(getattr(args, "single_beat", False)),
-                "tracker": getattr(args, "tracker", "dis")}
+                "tracker": getattr(args, "tracker", "dis"),
+                "annulus_anchor": bool(getattr(args, "annulus_anchor", False))}
     if getattr(args, "landmarks", None):
         try:
             kw["landmarks"] = json.loads(args.landmarks)
@@ -255,6 +263,7 @@ def _add_cohort(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--saliency", default="cam", choices=["cam", "gradcam", "none"])
     p.add_argument("--no-figures", action="store_true")
+    _add_tracker_args(p)
     p.set_defaults(func=_cmd_cohort)
 
 

@@ -285,6 +285,10 @@ class Mechanics:
         before any correction.
     fb_error_px : float or None
         Median forward-backward error per step (with ``flow_backward``).
+    method : str
+        The tracker (``measure_mechanics(method=)``).
+    annulus_anchored : bool
+        The annulus tracks' slow part was taken from their basal walls (:func:`anchor_annulus`).
     """
 
     beat: tuple[int, int, int]
@@ -308,6 +312,7 @@ class Mechanics:
     n_resample: int
     warnings: list[str] = field(default_factory=list)
     to_original: Callable[[np.ndarray], np.ndarray] | None = None
+    annulus_anchored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict; keys as in the study table (``mechanics.*``)."""
@@ -335,6 +340,7 @@ class Mechanics:
             "drift_px": rnd(self.drift_px),
             "fb_error_px": rnd(self.fb_error_px),
             "method": self.method,
+            "annulus_anchored": self.annulus_anchored,
             "n_resample": self.n_resample,
             "warnings": list(self.warnings),
         }
@@ -692,4 +698,5 @@ def measure_mechanics(
         strain_peak_pct=strain_peak, strain_systolic_peak_pct=strain_sys, gls_pct=gls,
         s_prime_cm_s=s_prime, e_prime_cm_s=e_prime, beat_times=(ed_f, es_f, ned_f), curves=curves, tracks=tracks, drift_px=drift, fb_error_px=fb, method=tr.method,
         n_resample=n_resample, warnings=warnings, to_original=to_original,
+        annulus_anchored=bool(annulus_anchor and method != "lk"),
     )
