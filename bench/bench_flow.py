@@ -147,24 +147,35 @@ def test_accuracy_native_vs_opencv_vs_dis(clips):
 def test_sector_edge_margin_cost(clips):
     """With a sector mask (as analyze() runs it), the sector-edge margin (no weight for image
     structure within EDGE_MARGIN px of the mask's border) against OpenCV's weighting
-    (edge_margin=0), interleaved in one run: it must cost at most 10 %."""
+    (edge_margin=0), interleaved in one run: it must cost at most 10 %. The rounds alternate
+    which of the two runs first, and the gate is the median of the per-round ratios: one CI run
+    read 1.105 as the ratio of the two medians with a fixed order (79.4 / 71.8 ms), where three
+    runs on their own read 1.036-1.044."""
     from ttsfast.flow import EDGE_MARGIN
 
     frames, gt = clips["small"]
     mask = gt.sector_mask
     t_edge, t_plain = [], []
     dense_flow(frames[:3], mask=mask, threads=THREADS)
-    for _ in range(EDGE_COST_ROUNDS):
+
+    def timed(**kw) -> float:
         t0 = time.perf_counter()
-        dense_flow(frames, mask=mask, threads=THREADS)
-        t_edge.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        dense_flow(frames, mask=mask, threads=THREADS, edge_margin=0)
-        t_plain.append(time.perf_counter() - t0)
+        dense_flow(frames, mask=mask, threads=THREADS, **kw)
+        return time.perf_counter() - t0
+
+    for r in range(EDGE_COST_ROUNDS):
+        if r % 2:
+            t_plain.append(timed(edge_margin=0))
+            t_edge.append(timed())
+        else:
+            t_edge.append(timed())
+            t_plain.append(timed(edge_margin=0))
     e, p = statistics.median(t_edge), statistics.median(t_plain)
+    ratio = statistics.median(a / b for a, b in zip(t_edge, t_plain))
     print(f"\n[flow bench] small clip with sector mask, threads={THREADS}: edge_margin={EDGE_MARGIN} "
-          f"{1e3 * e:.1f} ms, edge_margin=0 {1e3 * p:.1f} ms, ratio {e / p:.3f}")
-    assert e <= 1.10 * p
+          f"{1e3 * e:.1f} ms, edge_margin=0 {1e3 * p:.1f} ms, median per-round ratio {ratio:.3f} "
+          f"(ratio of the medians {e / p:.3f})")
+    assert ratio <= 1.10
 
 
 @pytest.mark.parametrize("size", list(SIZES))
