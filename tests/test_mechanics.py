@@ -697,6 +697,16 @@ def test_similarity_carry_follows_an_exact_similarity():
     assert np.abs(got - want).max() < 1e-9
     with pytest.raises(InputError):
         similarity_carry(np.zeros((3, 2)), np.zeros((2, 3, 2)), p0)
+    # a carrier that went astray is ignored with weight 0, and pulls the point with weight 1
+    bad = cur.copy()
+    bad[:, 3] += np.array([5.0, -4.0])
+    w = np.ones(7)
+    w[3] = 0.0
+    assert np.abs(similarity_carry(ref, bad, p0, weights=w) - want).max() < 1e-9
+    assert np.abs(similarity_carry(ref, bad, p0) - want).max() > 0.5
+    for w_bad in (np.zeros(7), -np.ones(7), np.ones(6)):
+        with pytest.raises(InputError, match="weights"):
+            similarity_carry(ref, cur, p0, weights=w_bad)
 
 
 def test_anchor_annulus_removes_a_slow_lag_and_keeps_fast_motion():
@@ -722,6 +732,13 @@ def test_anchor_annulus_removes_a_slow_lag_and_keeps_fast_motion():
     own_w = own.copy()
     own_w[:, 1] += wiggle
     got_w = anchor_annulus(own_w, wall)
+    # a carrier lost on the way (it does not come back at the end of the beat) barely counts
+    # when the closure frame is given
+    lost = wall.copy()
+    lost[:, 4, 0] += np.linspace(0.0, 6.0, K)
+    got_lost = anchor_annulus(own, lost)
+    got_weighted = anchor_annulus(own, lost, closure_index=K - 1)
+    assert np.abs(got_weighted - got).max() < 0.15 < np.abs(got_lost - got).max()
     # the wiggle's velocity survives almost whole (the smoothed correction takes ~nothing of it)
     v = np.diff(got_w[:, 1] - got[:, 1])
     assert np.corrcoef(v, np.diff(wiggle))[0, 1] > 0.95

@@ -69,24 +69,29 @@ METHODS = ("dis", "flow", "flow+lk", "lk")
 #: 0-7) the DIS track of the annulus under-read the AV-plane excursion by 0.42 / 0.35 px
 #: (septal / lateral, sd 0.32 / 0.34) while its velocities were unbiased (within 1.3 %). Wall
 #: points ``ANNULUS_ANCHOR_POINTS`` (index 1..7 of 31, the basal 23 % of the wall, all tissue)
-#: carry the annulus along with the least-squares similarity (shift, rotation, scale) that maps
-#: them from ED onto each frame; the difference between that prediction and the annulus's own
-#: track, smoothed in time with a Gaussian of ``ANNULUS_ANCHOR_SMOOTH`` of the tracked span, is
-#: added to the own track, so that the velocities keep the own track's speed and the
-#: displacement loses its bias. Excursion bias after: -0.04 / -0.05 px; on held-out seeds 8-15
-#: -0.25 / -0.31 -> -0.04 / -0.06 px; clips within 0.5 px 12 -> 19 and 14 -> 16 of 24;
-#: velocities and the other measures unchanged within the scatter. On the true flow it changes
-#: the excursion by +0.07 px (bias -0.05 -> +0.02): the similarity of the basal wall is an
-#: unbiased carrier. Smoothing over 0.1 / 0.15 / 0.3 of the span: 20 / 20 / 18 of 24 clips
-#: within 0.5 px; unsmoothed (the similarity prediction alone) 14, with velocities within 10 %
-#: on 12 of 24 instead of 23 (the prediction is noisier step to step). Not the default: on the
-#: real clips the annulus then inherits its basal wall's closure error, and over 10
-#: annulus-beat closures (GE control clip, hand and automatic landmarks; STEMI ROI clip) the
-#: DIS tracker's went from median 1.83 / max 3.30 px to 1.84 / 4.18 px (Farneback: 1.64 / 3.96
-#: -> 1.96 / 3.69 px): a real clip's basal wall can sit in dropout where the synthetic one does
-#: not, and nothing on a real clip says which of the two excursions is right.
+#: carry the annulus along with the weighted least-squares similarity (shift, rotation, scale)
+#: that maps them from ED onto each frame, each point weighted by ``1 / (1 + (c / 1 px)^2)``
+#: with ``c`` its beat-closure error (``ANNULUS_ANCHOR_CLOSURE_PX``), so that points lost in
+#: dropout carry little; the difference between that prediction and the annulus's own track,
+#: smoothed in time with a Gaussian of ``ANNULUS_ANCHOR_SMOOTH`` of the tracked span, is added
+#: to the own track, so that the velocities keep the own track's speed and the displacement
+#: loses most of its bias. Excursion bias after: -0.16 / -0.13 px (sd 0.27 / 0.30); on held-out
+#: seeds 8-15 -0.25 / -0.31 -> -0.05 / -0.07 px; clips within 0.5 px 12 -> 19 and 14 -> 16 of
+#: 24; velocities and the other measures unchanged within the scatter. On the true flow the
+#: excursion bias goes from -0.05 to -0.007 px: the basal wall is an unbiased carrier.
+#: Smoothing over 0.1 / 0.15 / 0.3 of the span: 20 / 20 / 18 of 24 clips within 0.5 px;
+#: unsmoothed (the similarity prediction alone) 14, with velocities within 10 % on 12 of 24
+#: instead of 23 (the prediction is noisier step to step). Closure scales 0.5 / 2 px instead of
+#: 1: the same within one clip (the synthetic walls close within ~1 px). Not the default: on
+#: the real clips, over 10 annulus-beat closures (GE control clip, hand and automatic
+#: landmarks; STEMI ROI clip), the DIS tracker's closure went from median 1.83 / max 3.30 px to
+#: 1.40 / 4.20 px (Farneback: 1.64 / 3.96 -> 1.51 / 3.16 px); the 4.20 is a lateral annulus
+#: that closed within 1.22 px on its own while every wall point above it closed 1.8-11 px off,
+#: and the anchored excursions there are 2-4 % (septal) and 2-10 % (lateral) larger, the size
+#: of the synthetic under-read; a real clip does not say which is right.
 ANNULUS_ANCHOR_POINTS = (1, 7)
 ANNULUS_ANCHOR_SMOOTH = 0.2
+ANNULUS_ANCHOR_CLOSURE_PX = 1.0  # px, scale of the carriers' closure weighting
 
 
 def tracking_box(points: np.ndarray, margin: int = DIS_ROI_MARGIN,
@@ -141,7 +146,8 @@ def segment_lengths(points: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return out
 
 
-def similarity_carry(ref: np.ndarray, cur: np.ndarray, p0: np.ndarray) -> np.ndarray:
+def similarity_carry(ref: np.ndarray, cur: np.ndarray, p0: np.ndarray,
+                     weights: np.ndarray | None = None) -> np.ndarray:
     """Carry a point with the least-squares similarity of a point set, frame by frame.
 
     Parameters
@@ -152,23 +158,29 @@ def similarity_carry(ref: np.ndarray, cur: np.ndarray, p0: np.ndarray) -> np.nda
         ``[K, N, 2]`` the same points in K frames.
     p0 : np.ndarray
         ``[2]`` the carried point in the reference frame.
+    weights : np.ndarray, optional
+        ``[N]`` non-negative weight of each carrier point (default equal).
 
     Returns
     -------
     np.ndarray
         float64 ``[K, 2]``: ``p0`` mapped by the similarity (shift, rotation, uniform scale) that
-        best maps ``ref`` onto ``cur[k]`` in least squares.
+        best maps ``ref`` onto ``cur[k]`` in weighted least squares.
     """
     ref = np.asarray(ref, dtype=np.float64)
     cur = np.asarray(cur, dtype=np.float64)
-    mr = ref.mean(axis=0)
-    mc = cur.mean(axis=1)  # [K, 2]
+    w = np.ones(ref.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (ref.shape[0],) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise InputError(f"similarity_carry: weights must be {ref.shape[0]} non-negative numbers, not all 0")
+    w = w / w.sum()
+    mr = w @ ref
+    mc = np.einsum("n,knc->kc", w, cur)  # [K, 2]
     zr = (ref[:, 0] - mr[0]) + 1j * (ref[:, 1] - mr[1])
     zc = (cur[..., 0] - mc[:, None, 0]) + 1j * (cur[..., 1] - mc[:, None, 1])
-    den = float(np.sum(np.abs(zr) ** 2))
+    den = float(np.sum(w * np.abs(zr) ** 2))
     if den <= 1e-12:
         raise InputError("similarity_carry: the reference points coincide")
-    c = (zc @ np.conj(zr)) / den  # [K] rotation and scale
+    c = (zc @ (w * np.conj(zr))) / den  # [K] rotation and scale
     q = c * ((p0[0] - mr[0]) + 1j * (p0[1] - mr[1]))
     return np.stack([q.real + mc[:, 0], q.imag + mc[:, 1]], axis=1)
 
@@ -188,7 +200,8 @@ def _gaussian_in_time(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, int] = ANNULUS_ANCHOR_POINTS,
-                   smooth: float = ANNULUS_ANCHOR_SMOOTH) -> np.ndarray:
+                   smooth: float = ANNULUS_ANCHOR_SMOOTH, closure_index: int | None = None,
+                   closure_px: float = ANNULUS_ANCHOR_CLOSURE_PX) -> np.ndarray:
     """An annulus track whose slow part follows its basal wall (see ``ANNULUS_ANCHOR_POINTS``).
 
     Parameters
@@ -201,6 +214,12 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
         First and last wall index of the carrier points (inclusive).
     smooth : float
         Gaussian sigma of the correction, as a fraction of the K-1 tracked steps.
+    closure_index : int, optional
+        Index of the next end-diastole in the tracks: each carrier point is then weighted by
+        ``1 / (1 + (c / closure_px)^2)``, ``c`` its beat-closure error (px), so that points
+        the tracker lost (in dropout, say) carry little. None: equal weights.
+    closure_px : float
+        Scale of that weighting, px.
 
     Returns
     -------
@@ -210,7 +229,12 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
     """
     a = np.asarray(annulus, dtype=np.float64)
     lo, hi = points
-    pred = similarity_carry(wall[0, lo:hi + 1], wall[:, lo:hi + 1], a[0])
+    car = wall[:, lo:hi + 1]
+    w = None
+    if closure_index is not None:
+        c = np.hypot(*(car[closure_index] - car[0]).T)
+        w = 1.0 / (1.0 + (c / closure_px) ** 2)
+    pred = similarity_carry(car[0], car, a[0], weights=w)
     return a + _gaussian_in_time(pred - a, smooth * (a.shape[0] - 1))
 
 
@@ -574,7 +598,7 @@ def measure_mechanics(
     if annulus_anchor and method != "lk":
         raw = raw.copy()
         for i, off in ((0, 3), (1, 3 + n_wall)):  # septal / lateral annulus, first point of its wall
-            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall])
+            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall], closure_index=ned - ed)
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
