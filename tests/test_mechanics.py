@@ -783,3 +783,18 @@ def test_annulus_anchor_through_analyze_and_the_cli(tmp_path):
                  "--saliency", "none"]) == 0
     rep = json.loads(next(tmp_path.rglob("report.json")).read_text())
     assert rep["mechanics"]["annulus_anchored"] is True
+
+
+def test_beat_closure_warning_names_the_annulus():
+    """An annulus whose track does not come back (a flow bias over the septal side: 0.2
+    px/frame downward, 6.4 px over the beat) is warned by name; the clean flow is not."""
+    frames, flow, s = _beat_flow()
+    es = int(np.argmin(s))
+    lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
+    clean = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow")
+    assert not any("ended the beat" in w for w in clean.warnings)
+    biased = flow.copy()
+    biased[:, :, :52, 1] += 0.2
+    m = measure_mechanics(frames, biased, (0, es, 32), landmarks=lm, method="flow")
+    hits = [w for w in m.warnings if "ended the beat" in w]
+    assert len(hits) == 1 and hits[0].startswith("septal_annulus:") and m.drift_px["septal_annulus"] > 5.0
