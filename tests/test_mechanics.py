@@ -758,6 +758,15 @@ def test_measure_mechanics_annulus_anchor_switch():
     # the similarity of the basal wall under this (non-similar) vertical scaling moves the
     # annulus by a small amount only
     assert np.abs(a.tracks["septal_annulus"] - b.tracks["septal_annulus"]).max() < 0.5
+    # the carriers are the basal share of the wall whatever its number of points (with 7 points,
+    # 1..6 would be the whole wall: 11.59 px instead of 12)
+    from ttsfast.mechanics import anchor_points
+
+    assert [anchor_points(n) for n in (7, 31, 61)] == [(1, 2), (1, 7), (1, 14)]
+    for n_wall in (7, 31):
+        m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", n_wall=n_wall,
+                              annulus_anchor=True)
+        assert m.excursion_px["basal_inferoseptal"] == pytest.approx(12.0, abs=0.05)
 
 
 def test_annulus_anchor_through_analyze_and_the_cli(tmp_path):

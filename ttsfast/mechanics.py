@@ -68,7 +68,8 @@ METHODS = ("dis", "flow", "flow+lk", "lk")
 #: atrial wall below it, which move less than the hinge: on 24 noisy synthetic clips (seeds
 #: 0-7) the DIS track of the annulus under-read the AV-plane excursion by 0.42 / 0.35 px
 #: (septal / lateral, sd 0.32 / 0.34) while its velocities were unbiased (within 1.3 %). Wall
-#: points ``ANNULUS_ANCHOR_POINTS`` (index 1..7 of 31, the basal 23 % of the wall, all tissue)
+#: points ``ANNULUS_ANCHOR_POINTS`` (index 1..7 of 31, the basal 23 % of the wall, all tissue;
+#: the same share of a wall of another ``n_wall``, at least 2 points, see :func:`anchor_points`)
 #: carry the annulus along with the weighted least-squares similarity (shift, rotation, scale)
 #: that maps them from ED onto each frame, each point weighted by ``1 / (1 + (c / 1 px)^2)``
 #: with ``c`` its beat-closure error (``ANNULUS_ANCHOR_CLOSURE_PX``), so that points lost in
@@ -100,6 +101,7 @@ METHODS = ("dis", "flow", "flow+lk", "lk")
 DRIFT_WARN_FRACTION = 0.25
 DRIFT_WARN_MIN_PX = 1.0
 ANNULUS_ANCHOR_POINTS = (1, 7)
+ANNULUS_ANCHOR_FRACTION = 7 / 30
 ANNULUS_ANCHOR_SMOOTH = 0.2
 ANNULUS_ANCHOR_CLOSURE_PX = 1.0  # px, scale of the carriers' closure weighting
 
@@ -207,6 +209,15 @@ def _gaussian_in_time(x: np.ndarray, sigma: float) -> np.ndarray:
     for j, kj in enumerate(k):
         out += kj * xp[j:j + x.shape[0]]
     return out
+
+
+def anchor_points(n_wall: int) -> tuple[int, int]:
+    """First and last wall index of the anchoring carriers for a wall of ``n_wall`` points:
+    ``ANNULUS_ANCHOR_POINTS`` for 31, else the same basal share of the wall
+    (``ANNULUS_ANCHOR_FRACTION``), at least two points."""
+    if n_wall < 3:
+        raise InputError(f"a wall needs >= 3 points for anchoring, got {n_wall}")
+    return 1, max(2, int(round(ANNULUS_ANCHOR_FRACTION * (n_wall - 1))))
 
 
 def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, int] = ANNULUS_ANCHOR_POINTS,
@@ -608,7 +619,8 @@ def measure_mechanics(
     if annulus_anchor and method != "lk":
         raw = raw.copy()
         for i, off in ((0, 3), (1, 3 + n_wall)):  # septal / lateral annulus, first point of its wall
-            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall], closure_index=ned - ed)
+            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall], points=anchor_points(n_wall),
+                                       closure_index=ned - ed)
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
