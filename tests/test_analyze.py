@@ -256,8 +256,14 @@ def test_cli_tracker_choices_are_the_mechanics_methods():
     from ttsfast.mechanics import METHODS
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    opt = next(a for a in sub.choices["analyze"]._actions if "--tracker" in a.option_strings)
-    assert tuple(opt.choices) == METHODS and opt.default == METHODS[0]
+    for cmd in ("analyze", "cohort"):  # both pass them on to analyze()
+        opt = next(a for a in sub.choices[cmd]._actions if "--tracker" in a.option_strings)
+        assert tuple(opt.choices) == METHODS and opt.default == METHODS[0]
+        args = sub.choices[cmd].parse_args(["x", "-o", "y", "--tracker", "flow", "--annulus-anchor"])
+        from ttsfast.cli import _analyze_kwargs
+
+        kw = _analyze_kwargs(args)
+        assert kw["tracker"] == "flow" and kw["annulus_anchor"] is True
 
 
 def test_write_report_is_complete_and_atomic(demo_result, tmp_path):
