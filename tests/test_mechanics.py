@@ -805,5 +805,12 @@ def test_beat_closure_warning_names_the_annulus():
     biased = flow.copy()
     biased[:, :, :52, 1] += 0.2
     m = measure_mechanics(frames, biased, (0, es, 32), landmarks=lm, method="flow")
-    hits = [w for w in m.warnings if "ended the beat" in w]
+    hits = [w for w in m.warnings if "ended the beat" in w and not w.startswith("strain:")]
     assert len(hits) == 1 and hits[0].startswith("septal_annulus:") and m.drift_px["septal_annulus"] > 5.0
+    # the septal segments' end points moved with it: their strain is flagged, the lateral not
+    assert not any(w.startswith("strain:") for w in clean.warnings)
+    assert max(clean.strain_closure_pct.values()) < 1.0
+    (sw,) = [w for w in m.warnings if w.startswith("strain:")]
+    assert "basal_inferoseptal" in sw and "anterolateral" not in sw
+    assert m.strain_closure_pct["basal_inferoseptal"] > 10.0 > m.strain_closure_pct["basal_anterolateral"]
+    assert set(m.to_dict()["strain_closure_pct"]) == set(SEGMENTS)
