@@ -727,6 +727,7 @@ def test_anchor_annulus_removes_a_slow_lag_and_keeps_fast_motion():
     # the correction is smoothed over 0.2 of the span (8 frames here), which flattens this
     # narrow single-hump lag: at the peak 0.8 px short -> 0.33 px short, never past the truth
     assert 8.0 - 0.4 < exc <= 8.0 + 1e-9
+    assert np.array_equal(got[0], own[0])  # ED stays the landmark
     assert np.abs(got[:, 0] - 40.0).max() < 1e-9  # nothing moves across
     wiggle = 0.3 * np.sin(2 * np.pi * 8 * t) * np.sin(np.pi * t)  # a fast motion of its own
     own_w = own.copy()

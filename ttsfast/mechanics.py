@@ -255,7 +255,8 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
     -------
     np.ndarray
         float64 ``[K, 2]``: ``annulus`` plus the time-smoothed difference between the wall's
-        similarity prediction of it and itself.
+        similarity prediction of it and itself, less that difference at frame 0 (so that frame 0
+        stays the annulus's own).
     """
     a = np.asarray(annulus, dtype=np.float64)
     lo, hi = points
@@ -265,7 +266,8 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
         c = np.hypot(*(car[closure_index] - car[0]).T)
         w = 1.0 / (1.0 + (c / closure_px) ** 2)
     pred = similarity_carry(car[0], car, a[0], weights=w)
-    return a + _gaussian_in_time(pred - a, smooth * (a.shape[0] - 1))
+    corr = _gaussian_in_time(pred - a, smooth * (a.shape[0] - 1))
+    return a + (corr - corr[:1])  # nothing moves at ED: the annulus stays where the landmark is
 
 
 def _smooth_along_wall(p: np.ndarray) -> np.ndarray:
