@@ -366,7 +366,7 @@ def test_model_card_reports_the_gap_to_the_true_mechanics():
         assert pooled["auc_gap_cnn_minus_logreg"] == pytest.approx(cnn - lr, abs=1e-3)
     if lr - cnn > 0.03:
         pytest.xfail(f"held-out AUC {cnn:.3f} is {lr - cnn:.3f} below the true-mechanics regression's {lr:.3f} "
-                     "(target 0.03; issue 6, open)")
+                     "(target 0.03; issue 6 ended blocked on it)")
 
 
 def test_auxiliary_mechanics_loss_is_training_only():
