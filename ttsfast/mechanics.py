@@ -78,7 +78,7 @@ METHODS = ("dis", "flow", "flow+lk", "lk")
 #: to the own track, so that the velocities keep the own track's speed and the displacement
 #: loses most of its bias. Excursion bias after: -0.16 / -0.13 px (sd 0.27 / 0.30); on held-out
 #: seeds 8-15 -0.25 / -0.31 -> -0.05 / -0.07 px; clips within 0.5 px 12 -> 19 and 14 -> 16 of
-#: 24; velocities and the other measures unchanged within the scatter. On the true flow the
+#: 24 (seeds 16-23: 14 -> 18); velocities and the other measures unchanged within the scatter. On the true flow the
 #: excursion bias goes from -0.05 to -0.007 px: the basal wall is an unbiased carrier.
 #: Smoothing over 0.1 / 0.15 / 0.3 of the span: 20 / 20 / 18 of 24 clips within 0.5 px;
 #: unsmoothed (the similarity prediction alone) 14, with velocities within 10 % on 12 of 24
