@@ -764,6 +764,11 @@ def test_measure_mechanics_annulus_anchor_switch():
     from ttsfast.mechanics import anchor_points
 
     assert [anchor_points(n) for n in (7, 31, 61)] == [(1, 2), (1, 7), (1, 14)]
+    from ttsfast.mechanics import anchor_annulus
+
+    w7 = b.tracks["inferoseptal"][:, ::5]  # a 7-point wall: anchor_annulus picks its own carriers
+    ann = b.tracks["septal_annulus"]
+    assert np.array_equal(anchor_annulus(ann, w7), anchor_annulus(ann, w7, points=(1, 2)))
     for n_wall in (7, 31):
         m = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", n_wall=n_wall,
                               annulus_anchor=True)

@@ -62,14 +62,33 @@ LK_REFINE_LEVELS = 1
 #: every 4 px).
 DIS_ROI_MARGIN = 16
 METHODS = ("dis", "flow", "flow+lk", "lk")
+#: Beat-closure warning: an annulus whose track ends the beat at least ``DRIFT_WARN_MIN_PX`` grid
+#: px and more than ``DRIFT_WARN_FRACTION`` of its excursion from where it started gets a
+#: warning (the measures remove the closure error linearly, which is only an estimate). On
+#: 48 synthetic clips (3 presets x seeds 0-15) the annulus closure is median 0.62 / max 3.24
+#: px and no clip is warned; on the real clips the GE control clip's automatic landmarks warn
+#: on its third beat (lateral annulus 8.9 px, 52 % of 17.3 px), the STEMI ROI clip's akinetic
+#: lateral annulus (1.6 px, 42 % of 3.9 px); its other beats and the hand landmarks stay under
+#: (0.09-0.25 of the excursion).
+DRIFT_WARN_FRACTION = 0.25
+DRIFT_WARN_MIN_PX = 1.0
+#: Strain closure warning: a segment whose end points ended the beat farther from their start
+#: than this many strain points of its ED length (:func:`segment_closure_pct`) is named in a
+#: warning (the strain removes that closure linearly, a guess where it is large). On 48
+#: synthetic clips the segments read median 2.0 / max 9.2 points and none is warned (their
+#: strain error hardly follows it: correlation 0.16); on the real clips 14 of the 30 segments
+#: of the GE control clip's 5 beat analyses (2 beats with hand, 3 with automatic landmarks) read
+#: 10-24 points, where wall points in dropout end the beat 3-11 px off, and 2 of the 6 of the
+#: STEMI ROI clip (10 points).
+STRAIN_CLOSURE_WARN_PCT = 10.0
 #: Annulus anchoring (opt-in, ``measure_mechanics(annulus_anchor=True)``; methods "dis",
 #: "flow" and "flow+lk"): the slow part of each annulus track is taken from its own wall. The
 #: flow at the annulus is that of a patch that also holds the mitral leaflet hinge and the
 #: atrial wall below it, which move less than the hinge: on 24 noisy synthetic clips (seeds
 #: 0-7) the DIS track of the annulus under-read the AV-plane excursion by 0.42 / 0.35 px
 #: (septal / lateral, sd 0.32 / 0.34) while its velocities were unbiased (within 1.3 %). Wall
-#: points ``ANNULUS_ANCHOR_POINTS`` (index 1..7 of 31, the basal 23 % of the wall, all tissue;
-#: the same share of a wall of another ``n_wall``, at least 2 points, see :func:`anchor_points`)
+#: points 1..7 of 31 (``ANNULUS_ANCHOR_FRACTION``, the basal 7/30 of the wall, all tissue; the
+#: same share of a wall of another ``n_wall``, at least 2 points: :func:`anchor_points`)
 #: carry the annulus along with the weighted least-squares similarity (shift, rotation, scale)
 #: that maps them from ED onto each frame, each point weighted by ``1 / (1 + (c / 1 px)^2)``
 #: with ``c`` its beat-closure error (``ANNULUS_ANCHOR_CLOSURE_PX``), so that points lost in
@@ -90,26 +109,6 @@ METHODS = ("dis", "flow", "flow+lk", "lk")
 #: that closed within 1.22 px on its own while every wall point above it closed 1.8-11 px off,
 #: and the anchored excursions there are 2-4 % (septal) and 2-10 % (lateral) larger, the size
 #: of the synthetic under-read; a real clip does not say which is right.
-#: Beat-closure warning: an annulus whose track ends the beat at least ``DRIFT_WARN_MIN_PX`` grid
-#: px and more than ``DRIFT_WARN_FRACTION`` of its excursion from where it started gets a
-#: warning (the measures remove the closure error linearly, which is only an estimate). On
-#: 48 synthetic clips (3 presets x seeds 0-15) the annulus closure is median 0.62 / max 3.24
-#: px and no clip is warned; on the real clips the GE control clip's automatic landmarks warn
-#: on its third beat (lateral annulus 8.9 px, 52 % of 17.3 px), the STEMI ROI clip's akinetic
-#: lateral annulus (1.6 px, 42 % of 3.9 px); its other beats and the hand landmarks stay under
-#: (0.09-0.25 of the excursion).
-DRIFT_WARN_FRACTION = 0.25
-#: Strain closure warning: a segment whose end points ended the beat farther from their start
-#: than this many strain points of its ED length (:func:`segment_closure_pct`) is named in a
-#: warning (the strain removes that closure linearly, a guess where it is large). On 48
-#: synthetic clips the segments read median 2.0 / max 9.2 points and none is warned (their
-#: strain error hardly follows it: correlation 0.16); on the real clips 14 of the 30 segments
-#: of the GE control clip's 5 beat analyses (2 beats with hand, 3 with automatic landmarks) read
-#: 10-24 points, where wall points in dropout end the beat 3-11 px off, and 2 of the 6 of the
-#: STEMI ROI clip (10 points).
-STRAIN_CLOSURE_WARN_PCT = 10.0
-DRIFT_WARN_MIN_PX = 1.0
-ANNULUS_ANCHOR_POINTS = (1, 7)
 ANNULUS_ANCHOR_FRACTION = 7 / 30
 ANNULUS_ANCHOR_SMOOTH = 0.2
 ANNULUS_ANCHOR_CLOSURE_PX = 1.0  # px, scale of the carriers' closure weighting
@@ -221,18 +220,17 @@ def _gaussian_in_time(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def anchor_points(n_wall: int) -> tuple[int, int]:
-    """First and last wall index of the anchoring carriers for a wall of ``n_wall`` points:
-    ``ANNULUS_ANCHOR_POINTS`` for 31, else the same basal share of the wall
-    (``ANNULUS_ANCHOR_FRACTION``), at least two points."""
+    """First and last wall index of the anchoring carriers for a wall of ``n_wall`` points: the
+    basal ``ANNULUS_ANCHOR_FRACTION`` of the wall (1..7 of 31), at least two points."""
     if n_wall < 3:
         raise InputError(f"a wall needs >= 3 points for anchoring, got {n_wall}")
     return 1, max(2, int(round(ANNULUS_ANCHOR_FRACTION * (n_wall - 1))))
 
 
-def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, int] = ANNULUS_ANCHOR_POINTS,
+def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, int] | None = None,
                    smooth: float = ANNULUS_ANCHOR_SMOOTH, closure_index: int | None = None,
                    closure_px: float = ANNULUS_ANCHOR_CLOSURE_PX) -> np.ndarray:
-    """An annulus track whose slow part follows its basal wall (see ``ANNULUS_ANCHOR_POINTS``).
+    """An annulus track whose slow part follows its basal wall (see ``ANNULUS_ANCHOR_FRACTION``).
 
     Parameters
     ----------
@@ -240,8 +238,9 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
         ``[K, 2]`` (x, y) px: the annulus's own track, frame 0 the reference (ED).
     wall : np.ndarray
         ``[K, N, 2]`` the tracked wall from that annulus (index 0) toward the apex.
-    points : (int, int)
-        First and last wall index of the carrier points (inclusive).
+    points : (int, int), optional
+        First and last wall index of the carrier points (inclusive); default
+        :func:`anchor_points` of the wall's number of points.
     smooth : float
         Gaussian sigma of the correction, as a fraction of the K-1 tracked steps.
     closure_index : int, optional
@@ -259,7 +258,7 @@ def anchor_annulus(annulus: np.ndarray, wall: np.ndarray, *, points: tuple[int, 
         stays the annulus's own).
     """
     a = np.asarray(annulus, dtype=np.float64)
-    lo, hi = points
+    lo, hi = anchor_points(wall.shape[1]) if points is None else points
     car = wall[:, lo:hi + 1]
     w = None
     if closure_index is not None:
@@ -551,7 +550,7 @@ def measure_mechanics(
     annulus_anchor : bool
         Methods ``"dis"``, ``"flow"`` and ``"flow+lk"``: take the slow part of each annulus
         track from its basal wall (:func:`anchor_annulus`; why and what it gains and costs:
-        ``ANNULUS_ANCHOR_POINTS``); opt-in. The study's ``"lk"`` is left as the study ran it.
+        ``ANNULUS_ANCHOR_FRACTION``); opt-in. The study's ``"lk"`` is left as the study ran it.
     beat_times : (float, float, float), optional
         Sub-frame (ed, es, next_ed) frame times (``CycleResult.beat_times``): the beat is then
         resampled between those times, as the study resampled its beat; default the integers.
@@ -660,11 +659,11 @@ def measure_mechanics(
     if not np.all(np.isfinite(tr.points)):
         raise QualityError("tracking produced non-finite positions: the flow holds NaN or infinite values")
     raw = tr.points  # [t_hi-ed+1, M, 2] at frames ed..t_hi
-    if annulus_anchor and method != "lk":
+    anchored = bool(annulus_anchor) and method != "lk"  # the study's tracker stays as it ran
+    if anchored:
         raw = raw.copy()
         for i, off in ((0, 3), (1, 3 + n_wall)):  # septal / lateral annulus, first point of its wall
-            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall], points=anchor_points(n_wall),
-                                       closure_index=ned - ed)
+            raw[:, i] = anchor_annulus(raw[:, i], raw[:, off:off + n_wall], closure_index=ned - ed)
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
@@ -748,9 +747,10 @@ def measure_mechanics(
         disp_curves[name] = ((P32_o[:, i] - P32_o[0, i]) @ ax0_o).tolist()
         disp_native[name] = d_o.tolist()
         exc_g = float(d_g.max())
-        if drift[lname] >= DRIFT_WARN_MIN_PX and drift[lname] > DRIFT_WARN_FRACTION * max(exc_g, 1e-9):
+        closure_frac = drift[lname] / max(exc_g, 1e-9)
+        if drift[lname] >= DRIFT_WARN_MIN_PX and closure_frac > DRIFT_WARN_FRACTION:
             warnings.append(f"{lname}: its track ended the beat {drift[lname]:.1f} px from where it started "
-                            f"({100 * drift[lname] / max(exc_g, 1e-9):.0f} % of its {exc_g:.1f} px excursion, grid px): "
+                            f"({100 * closure_frac:.0f} % of its {exc_g:.1f} px excursion, grid px): "
                             "the tracker lost part of its motion; its displacement, excursion and velocities are "
                             "uncertain by about that much")
     if pk_mm is None:
@@ -804,5 +804,5 @@ def measure_mechanics(
         strain_peak_pct=strain_peak, strain_systolic_peak_pct=strain_sys, gls_pct=gls,
         s_prime_cm_s=s_prime, e_prime_cm_s=e_prime, beat_times=(ed_f, es_f, ned_f), curves=curves, tracks=tracks, drift_px=drift, fb_error_px=fb, method=tr.method,
         n_resample=n_resample, warnings=warnings, to_original=to_original,
-        annulus_anchored=bool(annulus_anchor and method != "lk"), strain_closure_pct=closure_pct,
+        annulus_anchored=anchored, strain_closure_pct=closure_pct,
     )
