@@ -264,6 +264,8 @@ def test_cli_tracker_choices_are_the_mechanics_methods():
 
         kw = _analyze_kwargs(args)
         assert kw["tracker"] == "flow" and kw["annulus_anchor"] is True
+        assert _analyze_kwargs(sub.choices[cmd].parse_args(["x", "-o", "y"]))["annulus_anchor"] is True
+        assert _analyze_kwargs(sub.choices[cmd].parse_args(["x", "-o", "y", "--no-annulus-anchor"]))["annulus_anchor"] is False
 
 
 def test_write_report_is_complete_and_atomic(demo_result, tmp_path):

@@ -442,16 +442,16 @@ def test_synth_measures_end_to_end(preset, synth_cache):
         assert m.method == method
         res[method] = _measure_errors(m, tm)
     m = measure_mechanics(clip.frames, flow, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
-                          beat_times=times, method="dis", annulus_anchor=True)
-    res["dis+anchor"] = _measure_errors(m, tm)
-    labels = {"dis": "ours (default: tracking_flow, DIS)", "flow": "ours on the model's Farneback flow",
+                          beat_times=times, method="dis", annulus_anchor=False)
+    res["dis-own"] = _measure_errors(m, tm)
+    labels = {"dis": "ours (default: DIS, annulus anchored)", "flow": "ours on the model's Farneback flow",
               "flow+lk": "Farneback + LK 13px/1 refinement", "lk": "study LK 75px/5",
-              "dis+anchor": "DIS, annulus anchored (opt-in)"}
+              "dis-own": "DIS, annulus's own track (no anchor)"}
     for method, (pk, exc, strain, gls, vel) in res.items():
         print(f"\n{preset} {labels[method]:36s}: |err| peak displacement {pk:.3f} px, excursion {exc:.2f} px, "
               f"segment strain {strain:.2f}, GLS {gls:.2f}, velocities {100 * vel:.1f} %", end="")
-    # the opt-in annulus anchoring: no worse than the study on any measure, excursion within 1 px
-    assert res["dis+anchor"][1] < 1.0 and all(a < b for a, b in zip(res["dis+anchor"], res["lk"]))
+    # without the annulus anchoring: no worse than the study on any measure, excursion within 1 px
+    assert res["dis-own"][1] < 1.0 and all(a < b for a, b in zip(res["dis-own"], res["lk"]))
     pk, exc, strain, gls, vel = res["dis"]
     # hard: far better than the study's tracker on every measure, and the default tracker's
     # worst segment no worse than on the Farneback flow plus a margin for this one clip (on 24
@@ -747,13 +747,16 @@ def test_anchor_annulus_removes_a_slow_lag_and_keeps_fast_motion():
 
 
 def test_measure_mechanics_annulus_anchor_switch():
-    """annulus_anchor=True anchors the annulus; the default leaves the own track; the walls
+    """The default anchors both annuli; annulus_anchor=False leaves the own tracks; the walls
     are never changed."""
     frames, flow, s = _beat_flow()
     es = int(np.argmin(s))
     lm = dict(septal_annulus=(40.0, 90.0), lateral_annulus=(80.0, 90.0), apex=(60.0, 10.0))
-    a = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", annulus_anchor=True)
-    b = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow")
+    a = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow")
+    b = measure_mechanics(frames, flow, (0, es, 32), landmarks=lm, method="flow", annulus_anchor=False)
+    assert a.annulus_anchored == {"septal_annulus": True, "lateral_annulus": True}
+    assert b.annulus_anchored == {"septal_annulus": False, "lateral_annulus": False}
+    assert not any("not anchored" in w for w in a.warnings)
     assert np.array_equal(a.tracks["inferoseptal"], b.tracks["inferoseptal"])
     assert not np.array_equal(a.tracks["septal_annulus"], b.tracks["septal_annulus"])
     # the similarity of the basal wall under this (non-similar) vertical scaling moves the
@@ -784,20 +787,23 @@ def test_annulus_anchor_through_analyze_and_the_cli(tmp_path):
     from ttsfast.cli import main
     from ttsfast.demo import demo_clip_path
 
-    a = analyze(demo_clip_path(), saliency=False, score_all_beats=False)
-    b = analyze(demo_clip_path(), saliency=False, score_all_beats=False, annulus_anchor=True)
-    assert a.to_dict()["mechanics"]["annulus_anchored"] is False
-    assert b.to_dict()["mechanics"]["annulus_anchored"] is True
+    both = {"septal_annulus": True, "lateral_annulus": True}
+    neither = {"septal_annulus": False, "lateral_annulus": False}
+    a = analyze(demo_clip_path(), saliency=False, score_all_beats=False, annulus_anchor=False)
+    b = analyze(demo_clip_path(), saliency=False, score_all_beats=False)  # the default anchors
+    assert a.to_dict()["mechanics"]["annulus_anchored"] == neither
+    assert b.to_dict()["mechanics"]["annulus_anchored"] == both
     assert b.p_tts == pytest.approx(a.p_tts, abs=1e-6)
     ea, eb = a.to_dict()["mechanics"]["excursion_px"], b.to_dict()["mechanics"]["excursion_px"]
     assert ea["basal_inferoseptal"] != eb["basal_inferoseptal"]
     assert a.to_dict()["mechanics"]["strain_peak_pct"] == b.to_dict()["mechanics"]["strain_peak_pct"]
     c = analyze(demo_clip_path(), saliency=False, score_all_beats=False, annulus_anchor=True, tracker="lk")
-    assert c.to_dict()["mechanics"]["annulus_anchored"] is False
-    assert main(["analyze", str(demo_clip_path()), "-o", str(tmp_path), "--annulus-anchor", "--no-video",
-                 "--saliency", "none"]) == 0
-    rep = json.loads(next(tmp_path.rglob("report.json")).read_text())
-    assert rep["mechanics"]["annulus_anchored"] is True
+    assert c.to_dict()["mechanics"]["annulus_anchored"] == neither
+    for flag, want in (([], both), (["--no-annulus-anchor"], neither)):
+        out = tmp_path / ("own" if flag else "default")
+        assert main(["analyze", str(demo_clip_path()), "-o", str(out), "--no-video", "--saliency", "none"] + flag) == 0
+        rep = json.loads(next(out.rglob("report.json")).read_text())
+        assert rep["mechanics"]["annulus_anchored"] == want
 
 
 def test_beat_closure_warning_names_the_annulus():
@@ -813,6 +819,13 @@ def test_beat_closure_warning_names_the_annulus():
     m = measure_mechanics(frames, biased, (0, es, 32), landmarks=lm, method="flow")
     hits = [w for w in m.warnings if "ended the beat" in w and not w.startswith("strain:")]
     assert len(hits) == 1 and hits[0].startswith("septal_annulus:") and m.drift_px["septal_annulus"] > 5.0
+    # its basal wall drifted with it, so the guard (anchor_trusted) kept the septal annulus's
+    # own track and said so; the lateral one, on clean flow, is anchored
+    assert m.annulus_anchored == {"septal_annulus": False, "lateral_annulus": True}
+    (gw,) = [w for w in m.warnings if "not anchored" in w]
+    assert gw.startswith("septal_annulus:")
+    own = measure_mechanics(frames, biased, (0, es, 32), landmarks=lm, method="flow", annulus_anchor=False)
+    np.testing.assert_array_equal(m.tracks["septal_annulus"], own.tracks["septal_annulus"])
     # the septal segments' end points moved with it: their strain is flagged, the lateral not
     assert not any(w.startswith("strain:") for w in clean.warnings)
     assert max(clean.strain_closure_pct.values()) < 1.0
@@ -820,3 +833,32 @@ def test_beat_closure_warning_names_the_annulus():
     assert "basal_inferoseptal" in sw and "anterolateral" not in sw
     assert m.strain_closure_pct["basal_inferoseptal"] > 10.0 > m.strain_closure_pct["basal_anterolateral"]
     assert set(m.to_dict()["strain_closure_pct"]) == set(SEGMENTS)
+
+
+def test_anchor_trusted_guard_rule():
+    """The guard: carriers closing the beat > 3 px off, or > 1 px and twice the annulus's own
+    closure, are not trusted; carriers that close better than the annulus are; bad shapes are
+    clear errors."""
+    from ttsfast.mechanics import anchor_trusted
+
+    K, N = 33, 31
+    t = np.linspace(0.0, 1.0, K)
+    wall = np.zeros((K, N, 2))
+    wall[..., 1] = np.arange(N)[None, :] * -3.0 + 90.0
+    ann = np.stack([np.full(K, 0.0), np.full(K, 90.0)], 1)
+
+    def with_closure(arr, c):
+        out = arr.copy()
+        out[..., 0] += c * t.reshape((K,) + (1,) * (arr.ndim - 2))
+        return out
+
+    ok, own, cw = anchor_trusted(with_closure(ann, 2.0), with_closure(wall, 0.5), K - 1)
+    assert ok and own == pytest.approx(2.0) and cw == pytest.approx(0.5)
+    assert not anchor_trusted(with_closure(ann, 2.0), with_closure(wall, 3.5), K - 1)[0]  # > 3 px
+    assert not anchor_trusted(with_closure(ann, 0.5), with_closure(wall, 1.5), K - 1)[0]  # > 1 px, 3x own
+    assert anchor_trusted(with_closure(ann, 1.0), with_closure(wall, 1.5), K - 1)[0]  # 1.5x own
+    assert anchor_trusted(with_closure(ann, 0.1), with_closure(wall, 0.9), K - 1)[0]  # under 1 px
+    with pytest.raises(InputError):
+        anchor_trusted(ann, wall, K)
+    with pytest.raises(InputError):
+        anchor_trusted(ann, wall[:-1], K - 2)

@@ -42,7 +42,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
             beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
             flow_backend: str = "native", score_all_beats: bool = True,
             threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis",
-            annulus_anchor: bool = False) -> AnalysisResult:
+            annulus_anchor: bool = True) -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
     Parameters
@@ -89,10 +89,11 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         Lucas-Kanade, 75 px, 5 levels). The report's ``mechanics.method`` says which.
     annulus_anchor : bool
         Take the slow part of each annulus track from its basal wall
-        (``measure_mechanics(annulus_anchor=True)``, opt-in: it removes the annulus's excursion
-        bias on synthetic clips, and on real clips it lets the annulus inherit its wall's
-        closure error; README "Accuracy"). Not applied with ``tracker="lk"``. The report's
-        ``mechanics.annulus_anchored`` says whether it was.
+        (``measure_mechanics(annulus_anchor=)``, default on: it removes most of the annulus's
+        excursion under-read on synthetic clips; an annulus whose basal wall the tracker lost
+        keeps its own track, with a warning; README "Accuracy"). Not applied with
+        ``tracker="lk"``. The report's ``mechanics.annulus_anchored`` says, per annulus,
+        whether it was.
 
     Returns
     -------

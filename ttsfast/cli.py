@@ -199,8 +199,9 @@ def _add_tracker_args(p: argparse.ArgumentParser) -> None:
     """The mechanics options of ``analyze`` and ``cohort``."""
     p.add_argument("--tracker", default="dis", choices=["dis", "flow", "flow+lk", "lk"],
                    help="point tracker of the mechanics (default dis; lk = the original study's)")
-    p.add_argument("--annulus-anchor", action="store_true",
-                   help="take the annulus's slow motion from its basal wall (opt-in; README, Accuracy)")
+    p.add_argument("--annulus-anchor", action=argparse.BooleanOptionalAction, default=True,
+                   help="take the annulus's slow motion from its basal wall (default on; --no-annulus-anchor "
+                        "keeps each annulus's own track; README, Accuracy)")
 
 
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
@@ -208,7 +209,7 @@ def _analyze_kwargs(args: argparse.Namespace) -> dict:
                 "saliency": False if args.saliency == "none" else args.saliency,
                 "single_beat": bool(getattr(args, "single_beat", False)),
                 "tracker": getattr(args, "tracker", "dis"),
-                "annulus_anchor": bool(getattr(args, "annulus_anchor", False))}
+                "annulus_anchor": bool(getattr(args, "annulus_anchor", True))}
     if getattr(args, "landmarks", None):
         try:
             kw["landmarks"] = json.loads(args.landmarks)
