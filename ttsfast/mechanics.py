@@ -257,16 +257,10 @@ def anchor_trusted(annulus: np.ndarray, wall: np.ndarray, closure_index: int, *,
 
     Parameters
     ----------
-    annulus : np.ndarray
-        ``[K, 2]`` (x, y) px: the annulus's own track, frame 0 the reference (ED).
-    wall : np.ndarray
-        ``[K, N, 2]`` the tracked wall from that annulus (index 0) toward the apex.
+    annulus, wall, points, closure_px
+        As in :func:`anchor_annulus` (``[K, 2]`` own track, ``[K, N, 2]`` wall, px).
     closure_index : int
-        Index of the next end-diastole in the tracks.
-    points : (int, int), optional
-        Carrier indices as in :func:`anchor_annulus`.
-    closure_px : float
-        Scale of the carriers' closure weighting, px.
+        Index of the next end-diastole in the tracks (1..K-1).
 
     Returns
     -------
