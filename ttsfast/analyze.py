@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from .clip import Clip
-from .errors import InputError, TTSFastError
+from .errors import InputError, QualityError, TTSFastError
 from .result import AnalysisResult, BeatArrays
 
 #: Frames per beat for the model and the paper's measure.
@@ -39,7 +40,7 @@ def _es_index(beat: tuple[int, int, int], n: int) -> int:
 
 def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, Any] | None = None,
             model: str | os.PathLike | None = None, saliency: bool | str = True, device: str = "auto",
-            beat: int = 0, single_beat: bool = False, grid: tuple[int, int] = (256, 352),
+            beat: int = 0, single_beat: bool | None = None, grid: tuple[int, int] = (256, 352),
             flow_backend: str = "native", score_all_beats: bool = True,
             threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis",
             annulus_anchor: bool = True) -> AnalysisResult:
@@ -67,9 +68,10 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         ``"auto"`` (CUDA when ONNX Runtime offers it, else CPU), ``"cpu"`` or ``"cuda"``.
     beat : int
         Which complete beat to measure and score (0 = the first).
-    single_beat : bool
-        The clip is exactly one beat, end-diastole to the next end-diastole (the study's
-        format: one cycle resampled to 32 frames); only its end-systole is searched.
+    single_beat : bool or None
+        True: the clip is exactly one beat, end-diastole to the next end-diastole (the study's
+        format: one cycle resampled to 32 frames); only its end-systole is searched. None
+        (default): a clip whose motion is one beat is read as one (with a warning). False: never.
     grid : (int, int)
         Analysis grid (rows, cols); the paper's canvas is 256 x 352.
     flow_backend : str
@@ -98,13 +100,17 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     Returns
     -------
     AnalysisResult
+        ``status`` is ``"complete"``, or ``"partial"`` when the landmarks could not be found or
+        are not trusted (:func:`ttsfast.anatomy.check_landmarks`) or the mechanics could not be
+        measured: ``p_tts``, the cycle and the saliency maps are there, the landmark-dependent
+        values (mechanics, the saliency's region shares) are None and ``withheld`` says why.
 
     Raises
     ------
     InputError
-        Unreadable or invalid input or arguments.
+        Unreadable or invalid input or arguments, or not an echo clip.
     QualityError
-        The clip cannot be measured (e.g. less than one complete cardiac cycle).
+        Nothing can be answered: less than one complete cardiac cycle, no motion.
     ModelError
         The model file is missing or does not match its model card.
     """
@@ -112,7 +118,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     from .flow import dense_flow
     from .io import read_clip
     from .mechanics import METHODS, measure_mechanics
-    from .model.gradcam import cam_from_raw, region_shares
+    from .model.gradcam import cam_from_raw
     from .model.inputs import beat_inputs
     from .model.runtime import model_card, predict
     from .preprocess import check_continuity, preprocess
@@ -155,13 +161,25 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         warnings += [f"cycle: {w}" for w in cyc.warnings]
         chosen = cyc.beat(beat)  # QualityError when the clip holds no complete beat
 
+    withheld: dict[str, dict[str, str]] = {}
+    with _timed(timings, "landmarks"):
+        lm_stage = find_landmarks(prep.frames, flow, chosen, prep.mask, landmarks, prep.to_grid)
+        if lm_stage.withheld is not None:
+            withheld["mechanics"] = withheld["saliency_regions"] = lm_stage.withheld
+    mech = None
     with _timed(timings, "mechanics"):
-        mech = measure_mechanics(prep.frames, flow, chosen, landmarks=landmarks, fps=prep.fps,
-                                 mm_per_px=prep.mm_per_px, to_original=prep.to_original,
-                                 to_grid=prep.to_grid, mask=prep.mask,
-                                 beat_times=cyc.beat_times[beat] if cyc.beat_times else None,
-                                 method=tracker, threads=threads, annulus_anchor=bool(annulus_anchor))
-        warnings += [f"mechanics: {w}" for w in mech.warnings]
+        if lm_stage.trusted:
+            try:
+                mech = measure_mechanics(prep.frames, flow, chosen, landmarks=lm_stage.landmarks, fps=prep.fps,
+                                         mm_per_px=prep.mm_per_px, to_original=prep.to_original,
+                                         to_grid=prep.to_grid, mask=prep.mask,
+                                         beat_times=cyc.beat_times[beat] if cyc.beat_times else None,
+                                         method=tracker, threads=threads, annulus_anchor=bool(annulus_anchor))
+                warnings += [f"mechanics: {w}" for w in mech.warnings]
+            except QualityError as exc:
+                withheld["mechanics"] = _withheld("mechanics_failed", f"the mechanics could not be measured: {exc}")
+        elif lm_stage.landmarks is not None:
+            warnings += [f"landmarks: {w}" for w in lm_stage.landmarks.warnings]
 
     ed, es, ned = chosen
     es32 = _es_index(chosen, N_BEAT)
@@ -189,37 +207,29 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
                 maps = _gradcam_maps(model, spatial, temporal, target, out_size)
             else:
                 maps = cam_from_raw(out.cam_spatial, out.cam_temporal, classes=(target,), out_size=out_size)
-            lm_grid = {n: getattr(mech.landmarks, n) for n in ("septal_annulus", "lateral_annulus", "apex")}
+            trusted_lm = lm_stage.landmarks if lm_stage.trusted else None
             for arm in ("spatial", "temporal"):
                 m = np.asarray(maps[arm][0, 0], np.float32)
                 np.multiply(m, prep.mask[None], out=m)  # in place: no second [T,H,W] map
                 sal_maps[arm] = m
-                shares = region_shares(m, lm_grid, 0, es32)
-                curve = m.reshape(N_BEAT, -1).sum(1, dtype=np.float64)
-                total = float(curve.sum())
-                sal_summary[arm] = {
-                    "target_class": label,
-                    "regions": shares.regions,
-                    "base_share": shares.base, "mid_share": shares.mid, "apical_share": shares.apical,
-                    "systole_share": shares.systole, "diastole_share": shares.diastole,
-                    "time_curve": (curve / total).round(5).tolist() if total > 0 else None,
-                    "method": "gradcam" if saliency == "gradcam" else "cam",
-                }
-                warnings += [f"saliency {arm}: {n}" for n in shares.notes]
+                summary, notes = saliency_summary(m, trusted_lm, es32)
+                summary.update(target_class=label, method="gradcam" if saliency == "gradcam" else "cam")
+                sal_summary[arm] = summary
+                warnings += [f"saliency {arm}: {n}" for n in notes]
     timings["total"] = round((time.perf_counter() - t_start) * 1e3, 2)
 
-    mdict = mech.to_dict()
-    lmd = mdict.pop("landmarks")
+    mdict = None if mech is None else mech.to_dict()
+    if mdict is not None:
+        mdict.pop("landmarks")
     cycle = cyc.to_dict()
     cycle.update(fps=prep.fps, fps_source=prep.fps_source,
                  beats=[{"ed": int(a), "es": int(b), "next_ed": int(c), "p_tts": None if pb is None else round(pb, 4)}
                         for (a, b, c), pb in zip(cyc.beats, p_beats)],
                  chosen_beat=int(beat))
-    landmarks_grid = {n: [float(v) for v in getattr(mech.landmarks, n)] for n in ("septal_annulus", "lateral_annulus", "apex")}
-    landmarks_grid.update(source=lmd.get("source"), confidence=lmd.get("confidence"), mirrored=lmd.get("mirrored"))
+    landmarks_grid = lm_stage.to_dict()
     arrays = None
     if keep_arrays:
-        tracks = {k: np.asarray(v) for k, v in mech.tracks.items()}
+        tracks = {} if mech is None else {k: np.asarray(v) for k, v in mech.tracks.items()}
         arrays = BeatArrays(frames=frames_beat, saliency=sal_maps, tracks=_tracks_on_beat(tracks, N_BEAT),
                             es_index=es32)
     source_info = {k: v for k, v in clip.metadata.items()}
@@ -227,10 +237,156 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
                        grid=list(prep.grid), grid_mm_per_px=prep.mm_per_px, grid_scale=prep.scale)
     if isinstance(source, (str, os.PathLike)):
         source_info["file"] = Path(source).name
+    if "mechanics" in withheld:
+        warnings.append(f"mechanics withheld: {withheld['mechanics']['reason']}")
     return AnalysisResult(p_tts=p_tts, label=label, model=card, cycle=cycle, landmarks=landmarks_grid,
                           mechanics=mdict, saliency=sal_summary, warnings=_dedupe(warnings),
+                          status="partial" if withheld else "complete", withheld=withheld,
                           timings_ms=timings, source=source_info, beat=arrays, to_original=prep.to_original,
                           quality={"frame_correlation": round(frame_r, 4)})
+
+
+#: What a partial report tells the caller to do about its landmarks.
+LANDMARKS_HINT = ("pass the landmarks by hand: analyze(..., landmarks={'septal_annulus': (x, y), "
+                  "'lateral_annulus': (x, y), 'apex': (x, y)}) in original-image pixels on frame {frame} "
+                  "(the first end-diastole), or ttsfast analyze --landmarks "
+                  "'{{\"septal_annulus\": [x, y], \"lateral_annulus\": [x, y], \"apex\": [x, y]}}'")
+
+
+def _withheld(code: str, reason: str, frame: int | None = None) -> dict[str, str]:
+    """``{code, reason, hint}`` of a withheld part of the report."""
+    d = {"code": code, "reason": reason}
+    if frame is not None:
+        d["hint"] = LANDMARKS_HINT.replace("{frame}", str(frame)).replace("{{", "{").replace("}}", "}")
+    return d
+
+
+@dataclass
+class LandmarkStage:
+    """The landmarks of the analysed beat and whether the mechanics may use them.
+
+    Attributes
+    ----------
+    landmarks : Landmarks or None
+        Grid px; None when none could be found.
+    check : LandmarkCheck or None
+        The anatomy checks (None when no landmarks were found).
+    frame : int
+        The end-diastolic frame the landmarks are on.
+    to_original : callable or None
+        Grid -> original-image px.
+    withheld : dict or None
+        ``{code, reason, hint}`` when the landmark-dependent values must be withheld.
+    """
+
+    landmarks: Any
+    check: Any
+    frame: int
+    to_original: Any = None
+    withheld: dict[str, str] | None = None
+
+    @property
+    def trusted(self) -> bool:
+        return self.withheld is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``landmarks`` (grid px; ``AnalysisResult.landmarks_in`` maps them)."""
+        from .landmarks import LANDMARK_NAMES
+
+        lm = self.landmarks
+        d: dict[str, Any] = {n: None if lm is None else [float(v) for v in getattr(lm, n)] for n in LANDMARK_NAMES}
+        d.update(source=None if lm is None else lm.source,
+                 confidence=None if self.check is None else round(float(self.check.confidence), 3),
+                 detector_confidence=None if lm is None else round(float(lm.confidence), 3),
+                 mirrored=None if lm is None else bool(lm.mirrored), trusted=self.trusted, frame=int(self.frame),
+                 checks_failed=[] if self.check is None else list(self.check.failed))
+        if self.withheld is not None:
+            d["withheld_reason"] = self.withheld["reason"]
+        return d
+
+
+def find_landmarks(frames: np.ndarray, flow: np.ndarray, beat: tuple[int, int, int], mask: np.ndarray,
+                   landmarks: Mapping[str, Any] | None, to_grid: Any = None) -> LandmarkStage:
+    """The caller's landmarks (validated) or automatic ones, checked against the anatomy.
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        uint8 ``[T, H, W]`` analysis grid.
+    flow : np.ndarray
+        float32 ``[T-1, H, W, 2]``.
+    beat : (int, int, int)
+        ``(ed, es, next_ed)``.
+    mask : np.ndarray
+        bool ``[H, W]`` sector.
+    landmarks : mapping or None
+        The caller's, in original-image px (an invalid set raises InputError); None: automatic.
+    to_grid : callable, optional
+        Original -> grid px.
+
+    Returns
+    -------
+    LandmarkStage
+        ``withheld`` set when no landmarks were found, a check failed or the confidence is
+        below :data:`ttsfast.anatomy.MIN_CONFIDENCE`.
+    """
+    from .anatomy import check_landmarks
+    from .landmarks import detect_landmarks, landmarks_from_caller
+
+    ed = int(beat[0])
+    if landmarks is not None:
+        lm = landmarks_from_caller(landmarks, frames.shape[1:], to_grid=to_grid)
+    else:
+        try:
+            lm = detect_landmarks(frames, flow, beat, mask=mask)
+        except QualityError as exc:
+            return LandmarkStage(None, None, ed, withheld=_withheld(
+                "landmarks_not_found", f"no landmarks found automatically ({exc})", ed))
+    check = check_landmarks(lm, frames[ed], mask)
+    if check.trusted:
+        lm.confidence = check.confidence if lm.source == "auto" else lm.confidence
+        return LandmarkStage(lm, check, ed)
+    src = "the automatic" if lm.source == "auto" else "the given"
+    return LandmarkStage(lm, check, ed, withheld=_withheld(
+        "landmarks_untrusted", f"{src} landmarks fail the apical-4-chamber anatomy checks: {check.reason()}", ed))
+
+
+def saliency_summary(m: np.ndarray, landmarks: Any, es: int) -> tuple[dict[str, Any], list[str]]:
+    """Summary of one arm's saliency map over the beat.
+
+    Parameters
+    ----------
+    m : np.ndarray
+        float32 ``[N, H, W]`` map over the resampled beat.
+    landmarks : Landmarks or None
+        Trusted landmarks (grid px); None leaves the region shares None.
+    es : int
+        End-systole index within the N frames.
+
+    Returns
+    -------
+    (dict, list of str)
+        ``regions``, ``base_share``/``mid_share``/``apical_share`` (None without landmarks),
+        ``systole_share``/``diastole_share``, ``time_curve``; and notes.
+    """
+    from .model.gradcam import region_shares
+
+    n = m.shape[0]
+    curve = m.reshape(n, -1).sum(1, dtype=np.float64)
+    total = float(curve.sum())
+    out: dict[str, Any] = {"regions": None, "base_share": None, "mid_share": None, "apical_share": None}
+    notes: list[str] = []
+    if landmarks is not None:
+        lm_grid = {k: getattr(landmarks, k) for k in ("septal_annulus", "lateral_annulus", "apex")}
+        shares = region_shares(m, lm_grid, 0, es)
+        out.update(regions=shares.regions, base_share=shares.base, mid_share=shares.mid, apical_share=shares.apical)
+        notes = shares.notes
+    sys_share = float(curve[:es].sum() / total) if total > 0 else 0.0
+    out.update(systole_share=sys_share, diastole_share=1.0 - sys_share if total > 0 else 0.0,
+               time_curve=(curve / total).round(5).tolist() if total > 0 else None)
+    if total <= 0 and landmarks is None:
+        notes = ["saliency map is all zeros"]
+    return out, notes
 
 
 def _score_other_beats(frames: np.ndarray, flow: np.ndarray, mask: np.ndarray, beats: list[tuple[int, int, int]],

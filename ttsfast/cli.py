@@ -79,6 +79,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlays", action="store_true", help="burn in text, depth scale and ECG")
     p.add_argument("--rgb", action="store_true", help="video only: coloured overlays (green ECG)")
     p.add_argument("--truth", default=None, help="also write the true measures as JSON here")
+    p.add_argument("--variety", default=None, choices=["none", "wide"],
+                   help="'wide': draw the scanner look, framing (down to 112x112), display and heart "
+                        "shape from a wide range (see ttsfast.synth.variety); default: the preset's look")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -93,7 +96,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if ext not in (".dcm", ".mp4", ".avi"):
         raise InputError(f"output must end in .dcm, .mp4 or .avi, got {out.name!r}")
     clip, gt = generate(args.preset, args.seed, n_frames=args.n_frames, fps=args.fps,
-                        heart_rate_bpm=args.hr, mirrored=args.mirrored, overlays=args.overlays)
+                        heart_rate_bpm=args.hr, mirrored=args.mirrored or None,
+                        overlays=args.overlays or None, variety=args.variety)
     if ext == ".dcm":
         write_dicom(clip, out)
     else:
@@ -104,7 +108,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
         write_text_atomic(args.truth, json.dumps({"preset": args.preset, "seed": args.seed, "measures": m}, indent=2))
     pk = m["peak_displacement_px"]
-    print(f"{out}: {args.preset} seed={args.seed} {clip.n_frames} frames {clip.shape[1]}x{clip.shape[0]} "
+    var = f" variety={args.variety}" if args.variety not in (None, "none") else ""
+    print(f"{out}: {args.preset} seed={args.seed}{var} {clip.n_frames} frames {clip.shape[1]}x{clip.shape[0]} "
           f"@ {clip.fps:g} fps, HR {gt.heart_rate_bpm:.0f} bpm, {clip.mm_per_px:g} mm/px, "
           f"mirrored={gt.mirrored}; ED {list(map(int, gt.ed_frames))}; "
           f"peak disp px IS {pk['basal_inferoseptal']['systolic']:.2f}/{pk['basal_inferoseptal']['diastolic']:.2f} "
@@ -189,7 +194,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--landmarks", default=None,
                    help="JSON {septal_annulus:[x,y], lateral_annulus:[x,y], apex:[x,y]} in original pixels")
     p.add_argument("--single-beat", action="store_true",
-                   help="each clip is exactly one beat, ED to next ED (the study's resampled clips)")
+                   help="each clip is exactly one beat, ED to next ED (the study's resampled clips); without it a "
+                        "clip whose motion is one beat is read as one, with a warning")
     p.add_argument("--no-video", action="store_true", help="skip the overlay video")
     _add_tracker_args(p)
     p.set_defaults(func=_cmd_analyze)
@@ -207,7 +213,7 @@ def _add_tracker_args(p: argparse.ArgumentParser) -> None:
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
     kw: dict = {"fps": args.fps, "model": args.model, "device": args.device,
                 "saliency": False if args.saliency == "none" else args.saliency,
-                "single_beat": bool(getattr(args, "single_beat", False)),
+                "single_beat": True if getattr(args, "single_beat", False) else None,
                 "tracker": getattr(args, "tracker", "dis"),
                 "annulus_anchor": bool(getattr(args, "annulus_anchor", True))}
     if getattr(args, "landmarks", None):
@@ -248,8 +254,12 @@ def _summary_line(res) -> str:
     per_beat = [b.get("p_tts") for b in res.cycle.get("beats", [])]
     beats = (" [beats " + "/".join(f"{p:.2f}" for p in per_beat) + "]"
              if len(per_beat) > 1 and None not in per_beat else "")
+    partial = ""
+    if res.status != "complete":
+        codes = sorted({w.get("code", "") for w in res.withheld.values()})
+        partial = f", PARTIAL: {', '.join(sorted(res.withheld))} withheld ({', '.join(codes)}; see report.json)"
     return (f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}, HR {hr:.0f} bpm" if hr else
-            f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}") + f", {res.timings_ms['total']:.0f} ms"
+            f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}") + f", {res.timings_ms['total']:.0f} ms" + partial
 
 
 def _add_cohort(sub: argparse._SubParsersAction) -> None:
@@ -273,7 +283,8 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
     s = run_cohort(args.folder, args.out, labels_csv=args.labels, workers=args.workers, dask_address=args.dask,
                    analyze_kwargs=_analyze_kwargs(args), figures=not args.no_figures)
-    print(f"cohort: {len(s.done)} analysed, {len(s.skipped)} already done, {len(s.failed)} failed "
+    print(f"cohort: {len(s.done)} analysed, {len(s.skipped)} already done, {len(s.partial)} of all reports "
+          f"partial (mechanics withheld), {len(s.failed)} failed "
           f"-> {args.out}/table.md")
     for f in s.failed:
         print(f"  failed {f['key']}: {f['error']}: {f['message'].splitlines()[0] if f['message'] else ''}",

@@ -44,6 +44,9 @@ class CohortSummary:
         Keys whose report already existed (not analysed again).
     failed : list of dict
         ``{"key", "path", "error", "message"}`` per clip that could not be analysed.
+    partial : list of str
+        Keys of the records whose report is ``"partial"`` (p(TTS), cycle and saliency, the
+        landmark-dependent values withheld): results, counted in the table where they have a value.
     records : list of dict
         The report of every clip with a report (this run's and earlier ones).
     labels : list of str or None
@@ -54,6 +57,7 @@ class CohortSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     out_dir: Path | None = None
@@ -208,8 +212,11 @@ def run_cohort(root: str | os.PathLike, out_dir: str | os.PathLike, *, labels_cs
     for it in items:
         rp = out / "clips" / it.key / "report.json"
         if rp.is_file():
-            summary.records.append(json.loads(rp.read_text()))
+            rec = json.loads(rp.read_text())
+            summary.records.append(rec)
             summary.labels.append(it.label)
+            if rec.get("status", "complete") != "complete":
+                summary.partial.append(it.key)
     write_cohort_outputs(summary, figures=figures)
     return summary
 
@@ -241,6 +248,7 @@ def write_cohort_outputs(summary: CohortSummary, *, figures: bool = True) -> Non
             p.append(float(rec["p_tts"]))
     metrics = classification_metrics(y, p) if y else {}
     write_text_atomic(out / "metrics.json", json.dumps({"classification": metrics, "n_records": len(summary.records),
+                                                    "n_partial": len(summary.partial),
                                                     "n_failed": len(summary.failed)}, indent=2, allow_nan=True))
     if figures and summary.records:
         from .report import plot_cohort_measures, plot_saliency_by_class

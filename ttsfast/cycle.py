@@ -269,7 +269,7 @@ def detect_cycles(
     axis: np.ndarray | None = None,
     min_bpm: float = 30.0,
     max_bpm: float = 200.0,
-    single_beat: bool = False,
+    single_beat: bool | None = None,
     min_confidence: float = 0.3,
     ivrt_s: float = 0.07,
 ) -> CycleResult:
@@ -289,9 +289,12 @@ def detect_cycles(
         ``[2]`` unit long-axis vector toward the apex (default: image up).
     min_bpm, max_bpm : float
         Plausible heart-rate range.
-    single_beat : bool
-        The clip is exactly one beat (first and last frames are end-diastole, e.g. a beat
+    single_beat : bool or None
+        True: the clip is exactly one beat (first and last frames are end-diastole, e.g. a beat
         already resampled to 32 frames): no periodicity search, ES is the extremum in between.
+        None (default): a clip whose periodicity is not confirmed and whose motion looks like
+        one beat (:func:`looks_like_one_beat`) is read as one beat, with a warning. False:
+        never.
     min_confidence : float
         Autocorrelation peak below which the motion is not called periodic.
     ivrt_s : float
@@ -326,6 +329,25 @@ def detect_cycles(
     if np.abs(v).max() < 1e-3:
         raise QualityError("no motion in the clip (mean tissue velocity < 0.001 px/frame): nothing to measure")
 
+    if fps is not None:
+        pmin, pmax = 60.0 * fps / max_bpm, 60.0 * fps / min_bpm
+    else:
+        pmin, pmax = 8.0, np.inf
+    # periodicity by autocorrelation needs ~1.3 periods in the clip
+    pmax_ac = min(pmax, (v.size - 1) / 1.3)
+    period_ac, conf = (float("nan"), 0.0) if pmax_ac < pmin else _period(v, pmin, pmax_ac)
+    periodic = bool(np.isfinite(period_ac) and conf >= min_confidence)
+    if single_beat is None:
+        try:
+            return detect_cycles(flow, fps=fps, mask=mask, axis=axis, min_bpm=min_bpm, max_bpm=max_bpm,
+                                 single_beat=False, min_confidence=min_confidence, ivrt_s=ivrt_s)
+        except QualityError as exc:
+            one, why = looks_like_one_beat(v)
+            if not one:
+                raise QualityError(f"{exc} (nor does its motion look like one beat: {why})") from None
+            warnings.append(f"read as one beat, end-diastole at the first and last frames ({why}); "
+                            "pass single_beat=False if the clip is not one beat")
+            single_beat = True
     if single_beat:
         p = np.concatenate([[0.0], np.cumsum(v)])
         closure = p[-1]
@@ -342,19 +364,17 @@ def detect_cycles(
         hr = None if fps is None else 60.0 * fps / period
         if fps is None:
             warnings.append("fps unknown: heart rate not measured")
+        elif not min_bpm <= hr <= max_bpm:
+            warnings.append(f"one beat of {n_frames - 1} frames at {fps:g} frames/s is {hr:.0f} bpm, outside "
+                            f"{min_bpm:g}-{max_bpm:g}: the frame rate is probably not the acquisition rate "
+                            "(pass fps=); heart rate not reported")
+            hr = None
         return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
                            np.array([0, n_frames - 1]), np.array([es]), p, warnings,
                            [(0.0, _refine_min(-p, es), float(n_frames - 1))])
 
-    if fps is not None:
-        pmin, pmax = 60.0 * fps / max_bpm, 60.0 * fps / min_bpm
-    else:
-        pmin, pmax = 8.0, np.inf
+    if fps is None:
         warnings.append("fps unknown: period searched in frames only, heart rate not measured")
-    # periodicity by autocorrelation needs ~1.3 periods in the clip
-    pmax_ac = min(pmax, (v.size - 1) / 1.3)
-    period_ac, conf = (float("nan"), 0.0) if pmax_ac < pmin else _period(v, pmin, pmax_ac)
-    periodic = bool(np.isfinite(period_ac) and conf >= min_confidence)
     if not periodic:
         if n_frames - 1 < pmin:
             dur = f"{n_frames} frames" + ("" if fps is None else f" ({n_frames / fps:.2f} s at {fps:g} frames/s)")
@@ -447,6 +467,62 @@ def detect_cycles(
         warnings.append("beat lengths disagree with the autocorrelation period; heart rate is uncertain")
     return CycleResult(beats, hr, period, fps, conf, np.array(eds, dtype=int), np.array(ess, dtype=int), p,
                        warnings, times)
+
+
+#: One-beat test (:func:`looks_like_one_beat`), in shares of the motion's range: how far the
+#: clip's first and last frames may lie above its lowest (most basal) position. The last frame
+#: must be past the atrial kick (diastasis lies 20-40 % of the range above end-diastole).
+ONE_BEAT_START_SHARE = 0.25
+ONE_BEAT_END_SHARE = 0.15
+#: Where the beat's systolic peak may lie, as a share of its length.
+ONE_BEAT_ES_RANGE = (0.2, 0.8)
+
+
+def looks_like_one_beat(v: np.ndarray, min_amp_px: float = 0.5) -> tuple[bool, str]:
+    """Whether a clip's longitudinal motion is one beat, end-diastole to end-diastole.
+
+    The integrated motion ``p`` (toward the apex positive) of one beat starts and ends at its
+    lowest, end-diastolic level and rises once, in systole, to a peak inside the beat. The test:
+    a range of at least ``min_amp_px``; the first and last frames within
+    :data:`ONE_BEAT_START_SHARE` and :data:`ONE_BEAT_END_SHARE` of the range above the minimum
+    (and within the former of each other); the peak within :data:`ONE_BEAT_ES_RANGE` of the
+    length; and no second rise to more than 60 % of the range after a fall below 30 %.
+
+    Parameters
+    ----------
+    v : np.ndarray
+        float ``[T-1]`` mean longitudinal velocity (px/frame) of the tissue, frame t -> t+1.
+    min_amp_px : float
+        Least range of the motion (px).
+
+    Returns
+    -------
+    (bool, str)
+        The verdict and a short reason (the closure in % of the range, or what failed).
+    """
+    p = np.concatenate([[0.0], np.cumsum(np.asarray(v, dtype=np.float64))])
+    if p.size < 6:
+        return False, f"only {p.size} frames"
+    lo, hi = float(p.min()), float(p.max())
+    amp = hi - lo
+    if not np.isfinite(amp) or amp < min_amp_px:
+        return False, f"motion range {amp:.2f} px"
+    ends = (p[0] - lo) / amp, (p[-1] - lo) / amp
+    closure = abs(p[-1] - p[0]) / amp
+    if ends[0] > ONE_BEAT_START_SHARE or ends[1] > ONE_BEAT_END_SHARE or closure > ONE_BEAT_START_SHARE:
+        return False, (f"the motion does not start and end at end-diastole (ends {100 * ends[0]:.0f} % and "
+                       f"{100 * ends[1]:.0f} % of its range above its lowest point)")
+    k = int(np.argmax(p))
+    if not ONE_BEAT_ES_RANGE[0] <= k / (p.size - 1) <= ONE_BEAT_ES_RANGE[1]:
+        return False, f"the systolic peak is at {100 * k / (p.size - 1):.0f} % of the clip"
+    q = (p - lo) / amp
+    after = q[k:]
+    dip = np.flatnonzero(after < 0.3)
+    before = q[:k + 1]
+    dip_b = np.flatnonzero(before < 0.3)
+    if (dip.size and after[dip[0]:].max() > 0.6) or (dip_b.size and before[:dip_b[-1] + 1].max() > 0.6):
+        return False, "the motion rises twice (more than one systole)"
+    return True, f"closes to {100 * closure:.0f} % of its range"
 
 
 def _end_of_systole(vd: np.ndarray, ed: int, next_ed: int, frac: float = 0.05,

@@ -106,7 +106,10 @@ def plot_mechanics(result: AnalysisResult, path: str | os.PathLike) -> None:
     """Longitudinal displacement of the basal points and segmental strain over the beat, with
     the paper's peak systolic/diastolic steps and the peak strains marked."""
     plt = _mpl()
-    mech = result.mechanics or {}
+    if result.mechanics is None:
+        _plot_withheld(plt, result, path)
+        return
+    mech = result.mechanics
     curves = mech.get("curves") or {}
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     disp = curves.get("displacement_px") or {}
@@ -141,6 +144,21 @@ def plot_mechanics(result: AnalysisResult, path: str | os.PathLike) -> None:
     a2.set_title("segmental strain; peaks marked")
     a2.legend(fontsize=7)
     fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _plot_withheld(plt: Any, result: AnalysisResult, path: str | os.PathLike) -> None:
+    """``mechanics.png`` of a partial result: why the mechanics were withheld and how to supply
+    landmarks, in place of the curves."""
+    import textwrap
+
+    info = result.withheld.get("mechanics") or {"code": "unknown", "reason": "no mechanics in this result"}
+    text = "\n".join(textwrap.fill(t, 110) for t in (
+        f"Mechanics withheld ({info.get('code')})", info.get("reason", ""), info.get("hint", "")) if t)
+    fig, ax = plt.subplots(figsize=(11, 2.6))
+    ax.axis("off")
+    ax.text(0.0, 1.0, text, va="top", ha="left", fontsize=9, family="monospace", transform=ax.transAxes)
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

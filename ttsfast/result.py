@@ -57,6 +57,10 @@ class AnalysisResult:
     #: clip-quality measures besides the warnings, e.g. ``frame_correlation`` (median Pearson r
     #: of consecutive frames in the sector; > 0.9 for ultrasound, clips below 0.5 are refused)
     quality: dict[str, Any] = field(default_factory=dict)
+    #: ``"complete"``, or ``"partial"`` when landmark-dependent values were withheld
+    status: str = "complete"
+    #: what was withheld -> ``{code, reason, hint}`` (``mechanics``, ``saliency_regions``)
+    withheld: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def landmarks_in(self, coords: str = "original") -> dict[str, Any]:
         """Landmarks as ``{name: [x, y]}`` plus ``source`` and ``confidence``, in
@@ -78,6 +82,8 @@ class AnalysisResult:
     def to_dict(self, coords: str = "original") -> dict[str, Any]:
         """Plain-JSON dict (see the README for the keys). NaN becomes None."""
         d = {
+            "status": self.status,
+            "withheld": self.withheld,
             "p_tts": self.p_tts,
             "label": self.label,
             "model": self.model,
