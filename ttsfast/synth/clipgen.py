@@ -49,6 +49,24 @@ CLIP_DEFAULTS = {
     # keep the LV myocardium this far (mm) inside the sector over the whole cycle, as a
     # sonographer frames an apical view (None: leave the drawn position alone)
     "sector_margin_mm": 3.0,
+    # opt-in variety of looks, framings and hearts (see ttsfast.synth.variety); None: the
+    # presets' own look. The settings below are what it draws; their defaults change nothing.
+    "variety": None,
+    "cx_px": None,  # column of the fan apex (None: canvas centre)
+    "render_scale": 1,  # render this many times finer, then area-average down
+    "lv_apex_frac": 0.62,  # apical cap shape (smaller: rounder apex)
+    "tgc_points_db": None,  # time-gain compensation, dB at equal depths
+    "clutter_near_mm": None,  # near-field haze extent (None: from the apex depth)
+    "reverb_db": None,  # reverberation band level (None: none)
+    "reverb_mm": None,  # its depth
+    "dropout_sigma_mm": 12.0,
+    "dropout_sigma_rad": 0.05,
+    "dropout_pos": None,  # dropout centre along the lateral wall (None: drawn)
+    "leaflet_db": -4.0,
+    "blood_db": None,  # faint blood echo (None: none)
+    "papillary": None,  # [[side, s_frac, length_mm, width_mm], ...]
+    "papillary_db": None,
+    "variety_info": None,
 }
 
 #: Override aliases accepted by :func:`generate`.
@@ -79,13 +97,20 @@ def draw_params(preset: str = "normal", seed: int = 0, **overrides) -> dict:
         seed = int(seed)
     except (TypeError, ValueError):
         raise InputError(f"seed must be an integer, got {seed!r}") from None
+    from .variety import apply_variety, check_variety, finish_variety, variety_rng
+
+    variety = check_variety(overrides.get("variety"))
     p = PRESETS[preset](_rngs(preset, seed)[0])
     p.update(CLIP_DEFAULTS)
+    if variety is not None:
+        apply_variety(p, variety_rng(preset, seed, variety))
     for k, v in overrides.items():
         k = _ALIASES.get(k, k)
         if k not in p:
             raise InputError(f"unknown synth override {k!r}; known: {sorted(p)}")
-        if v is not None or k in ("start_phase", "sector_margin_mm"):
+        if k == "variety":
+            p[k] = variety
+        elif v is not None or k in ("start_phase", "sector_margin_mm"):
             p[k] = v
     if "heart_rate_bpm" in overrides or "hr" in overrides or "heart_rate" in overrides:
         from .presets import _systolic_timing
@@ -95,7 +120,10 @@ def draw_params(preset: str = "normal", seed: int = 0, **overrides) -> dict:
     derive_excursion(p)
     p["seed"] = seed
     if p["sector_margin_mm"] is not None and not ({"apex_x_mm", "apex_depth_mm"} & set(overrides)):
-        fit_in_sector(p, seed, float(p["sector_margin_mm"]))
+        fit_in_sector(p, seed, float(p["sector_margin_mm"]),
+                      order="depth_first" if variety is not None else "angle_first")
+    if variety is not None:
+        finish_variety(p, seed, {_ALIASES.get(k, k) for k, v in overrides.items() if v is not None})
     return p
 
 
@@ -127,22 +155,26 @@ def _margins(geo, model, n_times: int = 48) -> tuple[float, float]:
     return left, right
 
 
-def fit_in_sector(p: dict, seed: int, margin_mm: float = 3.0, max_iter: int = 10) -> None:
+def fit_in_sector(p: dict, seed: int, margin_mm: float = 3.0, max_iter: int = 10,
+                  order: str = "angle_first") -> None:
     """Frame the drawn heart so that the LV myocardium stays ``margin_mm`` inside the sector.
 
     As a sonographer would, in this order and only as far as needed: widen the sector (half
     angle up to 45 degrees), move the probe up the chest (apex deeper, up to 44 mm, the range
     the presets draw from), then slide it sideways (``apex_x_mm``, the smallest shift that
     frees the crowded side). ``p`` is changed in place; a heart that already fits is left
-    exactly as drawn.
+    exactly as drawn. ``order="depth_first"`` (the variety's narrow sectors) moves the
+    probe up the chest first (apex down to 60 mm), and widens the sector only then.
     """
-    for _ in range(max_iter):
+    for _ in range(max_iter + (6 if order == "depth_first" else 0)):
         left, right = sector_margins(p, seed)
         short = margin_mm - min(left, right)
         if short <= 0:
             return
         r_worst = 60.0  # mm: typical depth of the crowded mid/apical wall
-        if float(p["half_angle_deg"]) < 45.0:
+        if order == "depth_first" and float(p["apex_depth_mm"]) < 60.0 and left + right >= 2.0 * margin_mm + 0.5:
+            p["apex_depth_mm"] = float(min(60.0, float(p["apex_depth_mm"]) + 2.0 * (short + 0.1)))
+        elif float(p["half_angle_deg"]) < 45.0:
             p["half_angle_deg"] = float(min(45.0, float(p["half_angle_deg"]) + np.degrees((short + 0.1) / r_worst)))
         elif float(p["apex_depth_mm"]) < 44.0:
             p["apex_depth_mm"] = float(min(44.0, float(p["apex_depth_mm"]) + 2.0 * (short + 0.1)))
@@ -239,7 +271,8 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
     cmap = class_map(geo)
     grid = make_grid(geo.depth, geo.half_angle)
     scat = make_scatterers(rngs[2], geo, cmap, float(p["density_per_mm2"]), float(p["texture_db"]),
-                           float(p["anisotropy_db"]))
+                           float(p["anisotropy_db"]), blood_db=p["blood_db"],
+                           papillary_db=p["papillary_db"])
     times = np.arange(T) / fps
     D, R, Hh, rig = model.tables(times)
     ka = model.kernel_args()
@@ -248,7 +281,7 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
     amp_im = np.ascontiguousarray(scat.amp.imag.astype(np.float32))
     pos32 = np.ascontiguousarray(scat.pos)
     esx, esy, enx, eny = ka[2], ka[3], ka[4], ka[5]
-    leaf = make_leaflets(rngs[2], geo, float(p["density_per_mm2"]))
+    leaf = make_leaflets(rngs[2], geo, float(p["density_per_mm2"]), level_db=float(p["leaflet_db"]))
     hinges = model.displace(leaf.hinge, times)  # [T, L, 2]
     tau = np.mod(times - model.timing.t0, model.timing.period)
     opening = valve_opening(tau, model.e_start, float(np.mean(model.e_dur)), model.a_dur,
@@ -262,14 +295,18 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
     e_myo = float(p["density_per_mm2"]) * grid.dr * grid.dth * 60.0 / (4 * np.pi * sig_r * sig_t)
     ref_db = 10 * np.log10(e_myo) - float(p["gain_db"])
     rq = _rngs(preset, seed)[3]
-    gmap = gain_map(rq, grid, geo, float(p["dropout"]))
+    gmap = gain_map(rq, grid, geo, float(p["dropout"]), tgc_points_db=p["tgc_points_db"],
+                    dropout_sigma_mm=float(p["dropout_sigma_mm"]),
+                    dropout_sigma_rad=float(p["dropout_sigma_rad"]), dropout_pos=p["dropout_pos"])
     # keep the mean echo level independent of the (depth-dependent) lateral PSF width
     sig_row = np.empty(grid.n_r)
     for a, b, sl in bands:
         sig_row[a:b] = sl
     gmap *= np.sqrt(sig_row / sig_t)[:, None]
-    c_re, c_im = clutter_field(rq, grid, near_mm=0.35 * geo.apex[1] + 14.0,
-                               level_db=float(p["clutter_db"]), sig_r=sig_r, bands=bands)
+    near_mm = 0.35 * geo.apex[1] + 14.0 if p["clutter_near_mm"] is None else float(p["clutter_near_mm"])
+    c_re, c_im = clutter_field(rq, grid, near_mm=near_mm,
+                               level_db=float(p["clutter_db"]), sig_r=sig_r, bands=bands,
+                               band_mm=p["reverb_mm"], band_db=p["reverb_db"])
     c_re *= np.sqrt(e_myo)
     c_im *= np.sqrt(e_myo)
     r_axis = np.arange(grid.n_r) * grid.dr
@@ -281,7 +318,17 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
     noise_k = rngs[3].integers(0, n_bank, size=T)
     noise_di = rngs[3].integers(0, grid.n_r, size=T)
     noise_dj = rngs[3].integers(0, grid.n_th, size=T)
-    mx, my, mask = scan_convert_maps(grid, H, W, mmpp, top, geo.depth, geo.half_angle)
+    cx = p["cx_px"]
+    k_ss = max(1, int(p["render_scale"]))
+    if k_ss == 1:
+        mx, my, mask = scan_convert_maps(grid, H, W, mmpp, top, geo.depth, geo.half_angle, cx)
+        Hr, Wr = H, W
+    else:  # render finer, area-average down: the pixel centres of both grids coincide
+        Hr, Wr = H * k_ss, W * k_ss
+        cxr = None if cx is None else k_ss * (float(cx) + 0.5) - 0.5
+        mx, my, mask_r = scan_convert_maps(grid, Hr, Wr, mmpp / k_ss, k_ss * (top + 0.5) - 0.5,
+                                           geo.depth, geo.half_angle, cxr)
+        _, _, mask = scan_convert_maps(grid, H, W, mmpp, top, geo.depth, geo.half_angle, cx)
     two_k = 4 * np.pi / float(p["wavelength_mm"])
     dr_db = float(p["dynamic_range_db"])
     frames = np.zeros((T, H, W), dtype=np.uint8)
@@ -298,8 +345,13 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
         pol = np.empty((grid.n_r, grid.n_th), dtype=np.uint8)
         _envelope_log(re, im, bank_re, bank_im, int(noise_k[t]), int(noise_di[t]),
                       int(noise_dj[t]), noise_std, gmap, c_re, c_im, ref_db, dr_db, pol)
-        frames[t] = cv2.remap(pol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=0) * mask
+        if k_ss == 1:
+            frames[t] = cv2.remap(pol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                  borderValue=0) * mask
+        else:
+            fine = cv2.remap(pol, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0) * mask_r
+            frames[t] = cv2.resize(fine, (W, H), interpolation=cv2.INTER_AREA) * mask
 
     threads = max(1, int(p["threads"]))
     if threads == 1 or T < 4:
@@ -313,7 +365,8 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
     if mirrored:
         frames = np.ascontiguousarray(frames[:, :, ::-1])
         mask = np.ascontiguousarray(mask[:, ::-1])
-    scan = ScanGeometry(height=H, width=W, mm_per_px=mmpp, top_px=top, mirrored=mirrored)
+    scan = ScanGeometry(height=H, width=W, mm_per_px=mmpp, top_px=top, mirrored=mirrored,
+                        cx_px=None if cx is None else float(cx))
     gt = build_groundtruth(model, scan, times, fps, p, mask, cmap)
     if p["overlays"]:
         frames = draw_overlays(frames, gt.ecg, overlay_info(gt))
@@ -322,6 +375,8 @@ def generate(preset: str = "normal", seed: int = 0, **overrides) -> tuple[Clip, 
         "n_frames": T, "original_size": (H, W), "seed": seed, "mirrored": mirrored,
         "overlays": bool(p["overlays"]), "depth_mm": geo.depth,
     })
+    if p["variety"] is not None:
+        clip.metadata["variety"] = p["variety"]
     left, right = _margins(geo, model)
     if min(left, right) < 0.0:
         clip.warnings.append(f"the LV myocardium leaves the sector by {-min(left, right):.1f} mm in this clip: "

@@ -24,9 +24,10 @@ CLASS_PERICARDIUM = 3
 CLASS_THIN_WALL = 4  # atrial walls, RV free wall, valves
 CLASS_NEAR_FIELD = 5
 CLASS_TRABECULAE = 6  # rough endocardial border: weaker echo than compact myocardium
+CLASS_PAPILLARY = 7  # papillary muscles in the LV cavity (variety mode only)
 
 #: Default echogenicity in dB of each class (0 dB = myocardium).
-CLASS_DB = np.array([-42.0, -23.0, 0.0, 5.0, -7.0, -14.0, -9.0], dtype=np.float32)
+CLASS_DB = np.array([-42.0, -23.0, 0.0, 5.0, -7.0, -14.0, -9.0, -3.0], dtype=np.float32)
 
 
 @dataclass
@@ -66,6 +67,9 @@ class Geometry:
     depth: float
     half_angle: float
     polygons: dict
+    #: where the elliptic apical cap meets the tapered base, as a fraction of ``length``
+    #: (0.62 by default; smaller = rounder, blunter apex)
+    apex_frac: float = 0.62
 
     def to_probe(self, s: np.ndarray, n: np.ndarray) -> np.ndarray:
         """LV-frame (s, n) mm -> probe-frame [..., 2] (x, y) mm."""
@@ -79,7 +83,8 @@ class Geometry:
         return d @ self.e_s, d @ self.e_n
 
 
-def cavity_halfwidth(s: np.ndarray, length: float, halfwidth: float) -> np.ndarray:
+def cavity_halfwidth(s: np.ndarray, length: float, halfwidth: float,
+                     apex_frac: float = 0.62) -> np.ndarray:
     """Bullet-shaped LV cavity: elliptic toward the apex, slight taper to the annulus.
 
     Parameters
@@ -88,6 +93,9 @@ def cavity_halfwidth(s: np.ndarray, length: float, halfwidth: float) -> np.ndarr
         Position along the long axis, mm (0 = endocardial apex, ``length`` = annulus).
     length, halfwidth : float
         LV length and largest half-width, mm.
+    apex_frac : float
+        Where the elliptic apical cap reaches the full half-width, as a fraction of
+        ``length`` (smaller: a rounder, blunter apex, as in dilated or foreshortened views).
 
     Returns
     -------
@@ -95,7 +103,7 @@ def cavity_halfwidth(s: np.ndarray, length: float, halfwidth: float) -> np.ndarr
         Half-width in mm (0 outside [0, length] toward the apex).
     """
     s = np.asarray(s, dtype=np.float64)
-    sc = 0.62 * length
+    sc = apex_frac * length
     q = np.clip((sc - s) / sc, -1.0, 1.0)
     ell = halfwidth * np.sqrt(np.clip(1.0 - q * q, 0.0, None))
     t = np.clip((s - sc) / (length - sc), 0.0, None)
@@ -117,13 +125,14 @@ def _offset_curve(s_lv: np.ndarray, w: np.ndarray, side: float, offset: float) -
     return pts + offset * nrm * flip[:, None]
 
 
-def _endo_curve(length: float, halfwidth: float, side: float, n_pts: int = 200) -> np.ndarray:
+def _endo_curve(length: float, halfwidth: float, side: float, n_pts: int = 200,
+                apex_frac: float = 0.62) -> np.ndarray:
     """Endocardial curve of one side from the apex (s=0) to the annulus, LV frame [N,2]."""
     # uniform in angle near the apex (so the cap is sampled finely), then in s
     u = np.linspace(0.0, 1.0, n_pts)
     s = length * (1.0 - np.cos(u * np.pi / 2.0)) ** 1.0
     s = np.maximum(s, 0.0)
-    w = cavity_halfwidth(s, length, halfwidth)
+    w = cavity_halfwidth(s, length, halfwidth, apex_frac)
     return np.stack([s, side * w], axis=1)
 
 
@@ -154,8 +163,9 @@ def build_geometry(p: dict, n_wall_points: int = 41) -> Geometry:
     e_s = np.array([np.sin(tilt), np.cos(tilt)])
     e_n = np.array([np.cos(tilt), -np.sin(tilt)])
     apex = np.array([float(p["apex_x_mm"]), float(p["apex_depth_mm"])])
+    qf = float(p.get("lv_apex_frac", 0.62))
     s_grid = np.arange(-60.0, L + 120.0, 0.5)
-    w_of_s = cavity_halfwidth(s_grid, L, W)
+    w_of_s = cavity_halfwidth(s_grid, L, W, qf)
 
     def to_probe(sn: np.ndarray) -> np.ndarray:
         return apex + sn[:, :1] * e_s + sn[:, 1:2] * e_n
@@ -165,7 +175,7 @@ def build_geometry(p: dict, n_wall_points: int = 41) -> Geometry:
     epi = {}
     mid = {}
     for name, side in (("inferoseptal", -1.0), ("anterolateral", 1.0)):
-        e = _endo_curve(L, W, side)
+        e = _endo_curve(L, W, side, apex_frac=qf)
         endo[name] = e
         epi[name] = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h)
         m = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h / 2.0)
@@ -253,10 +263,22 @@ def build_geometry(p: dict, n_wall_points: int = 41) -> Geometry:
     back_w = 0.5 * (W - tv_lat[1]) + 10.0
     polys["posterior_pericardium"] = to_probe(np.stack(
         [back_c[0] + (0.5 * la_len + 9.0) * np.sin(t3), back_c[1] - back_w * np.cos(t3)], axis=1))
+    # papillary muscles (variety mode): ellipses standing on the mid walls in the cavity
+    pap = p.get("papillary")
+    if pap:
+        t4 = np.linspace(0.0, 2 * np.pi, 40, endpoint=False)
+        polys["papillary"] = []
+        for side, s_frac, length_mm, width_mm in pap:
+            sc_ = float(s_frac) * L
+            w_here = float(np.interp(sc_, s_grid, w_of_s))
+            n_c = float(side) * (w_here - 0.35 * float(width_mm))
+            el = np.stack([sc_ + 0.5 * float(length_mm) * np.cos(t4),
+                           n_c + 0.5 * float(width_mm) * np.sin(t4)], axis=1)
+            polys["papillary"].append(to_probe(el))
     return Geometry(
         apex=apex, e_s=e_s, e_n=e_n, length=L, halfwidth=W, wall=h, s_grid=s_grid,
         w_of_s=w_of_s, midwall=mid, depth=float(p["depth_mm"]),
-        half_angle=np.deg2rad(float(p["half_angle_deg"])), polygons=polys,
+        half_angle=np.deg2rad(float(p["half_angle_deg"])), polygons=polys, apex_frac=qf,
     )
 
 
@@ -314,6 +336,8 @@ def class_map(geo: Geometry, res: float = 0.25) -> ClassMap:
     fill(P["pericardium_lat"], CLASS_PERICARDIUM)
     fill(P["lv_myocardium"], CLASS_MYOCARDIUM)
     fill(P["lv_cavity"], CLASS_BLOOD)
+    for poly in P.get("papillary", []):
+        fill(poly, CLASS_PAPILLARY)
     # trabeculated endocardial border: a band of uneven width along the endocardium
     endo = P["lv_cavity"]
     rng_w = np.random.default_rng(int(abs(endo[0, 0]) * 1000) % (2**32))

@@ -31,6 +31,9 @@ class ScanGeometry:
         Row of the fan apex (transducer).
     mirrored : bool
         True when the image is flipped left-right (LV on the viewer's left).
+    cx_px : float or None
+        Column of the fan apex before any mirroring (None: the canvas centre; a zoomed or
+        cropped frame may put it elsewhere, even outside the canvas).
     """
 
     height: int
@@ -38,10 +41,11 @@ class ScanGeometry:
     mm_per_px: float
     top_px: float
     mirrored: bool
+    cx_px: float | None = None
 
     def to_px(self, xy_mm: np.ndarray) -> np.ndarray:
         """Probe-frame mm (standard orientation) -> clip pixel (x, y)."""
-        p = mm_to_px(xy_mm, self.width, self.mm_per_px, self.top_px)
+        p = mm_to_px(xy_mm, self.width, self.mm_per_px, self.top_px, self.cx_px)
         if self.mirrored:
             p[..., 0] = (self.width - 1) - p[..., 0]
         return p
@@ -51,7 +55,7 @@ class ScanGeometry:
         q = np.array(xy_px, dtype=np.float64, copy=True)
         if self.mirrored:
             q[..., 0] = (self.width - 1) - q[..., 0]
-        return px_to_mm(q, self.width, self.mm_per_px, self.top_px)
+        return px_to_mm(q, self.width, self.mm_per_px, self.top_px, self.cx_px)
 
 
 def _polyline_len(p: np.ndarray) -> np.ndarray:

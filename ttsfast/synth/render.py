@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from .geometry import CLASS_BLOOD, CLASS_DB, CLASS_MYOCARDIUM, ClassMap, Geometry
+from .geometry import CLASS_BLOOD, CLASS_DB, CLASS_MYOCARDIUM, CLASS_PAPILLARY, ClassMap, Geometry
 from .motion import _apply_terms
 
 
@@ -64,7 +64,8 @@ class Scatterers:
 
 def make_scatterers(rng: np.random.Generator, geo: Geometry, cmap: ClassMap,
                     density_per_mm2: float, texture_db: float = 3.0,
-                    anisotropy_db: float = 8.0) -> Scatterers:
+                    anisotropy_db: float = 8.0, blood_db: float | None = None,
+                    papillary_db: float | None = None) -> Scatterers:
     """Draw scatterers uniformly over the (slightly enlarged) reference sector.
 
     Blood gets no scatterers (its echo is below the noise floor at the display's dynamic
@@ -72,6 +73,9 @@ def make_scatterers(rng: np.random.Generator, geo: Geometry, cmap: ClassMap,
     the class echogenicity, a smooth random texture (``texture_db`` dB), the angle between
     beam and myocardial wall (``anisotropy_db`` dB from along-beam to face-on), and by
     ``1/sqrt(r)`` so that the mean echo does not grow with the polar cell size.
+    ``blood_db``: when given, blood gets scatterers too, at this level (dB re myocardium;
+    the faint "smoke" in the cavities of real clips); None (default): no blood echo.
+    ``papillary_db``: level of the papillary muscles (class 7) where the map has them.
     """
     R = geo.depth + 8.0
     th_max = geo.half_angle + 0.06
@@ -81,9 +85,14 @@ def make_scatterers(rng: np.random.Generator, geo: Geometry, cmap: ClassMap,
     th = (rng.random(n) * 2 - 1) * th_max
     pos = np.stack([r * np.sin(th), r * np.cos(th)], axis=1)
     cls = cmap.sample(pos)
-    keep = cls != CLASS_BLOOD
-    pos, cls, r = pos[keep], cls[keep], r[keep]
+    if blood_db is None:
+        keep = cls != CLASS_BLOOD
+        pos, cls, r = pos[keep], cls[keep], r[keep]
     db = CLASS_DB[cls].astype(np.float64)
+    if blood_db is not None:
+        db[cls == CLASS_BLOOD] = float(blood_db)
+    if papillary_db is not None:
+        db[cls == CLASS_PAPILLARY] = float(papillary_db)
     # smooth texture: a few random low-frequency waves in the reference frame
     tex = np.zeros(pos.shape[0])
     n_waves = 12
@@ -98,7 +107,7 @@ def make_scatterers(rng: np.random.Generator, geo: Geometry, cmap: ClassMap,
     if myo.any():
         d = pos[myo] - geo.apex
         sl, nl = d @ geo.e_s, d @ geo.e_n
-        sc = 0.62 * geo.length
+        sc = geo.apex_frac * geo.length
         gs = np.where(sl < sc, (sl - sc) / (sc * sc), 0.0)
         gn = nl / (geo.halfwidth * geo.halfwidth)
         nrm = gs[:, None] * geo.e_s + gn[:, None] * geo.e_n
@@ -312,8 +321,11 @@ def _gauss_kernel(sigma: float) -> np.ndarray:
 
 
 def scan_convert_maps(grid: PolarGrid, height: int, width: int, mm_per_px: float,
-                      top_px: float, depth_mm: float, half_angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      top_px: float, depth_mm: float, half_angle: float,
+                      cx_px: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """cv2.remap maps from the Cartesian canvas into the polar grid, and the sector mask.
+
+    ``cx_px``: column of the fan apex (default None: the canvas centre ``(width - 1) / 2``).
 
     Returns
     -------
@@ -323,7 +335,7 @@ def scan_convert_maps(grid: PolarGrid, height: int, width: int, mm_per_px: float
         Pixels inside the imaged sector.
     """
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    cx = (width - 1) / 2.0
+    cx = (width - 1) / 2.0 if cx_px is None else float(cx_px)
     X = (xx - cx) * mm_per_px
     Y = (yy - top_px) * mm_per_px
     r = np.hypot(X, Y)
@@ -336,18 +348,22 @@ def scan_convert_maps(grid: PolarGrid, height: int, width: int, mm_per_px: float
     return mx, my, mask
 
 
-def px_to_mm(xy_px: np.ndarray, width: int, mm_per_px: float, top_px: float) -> np.ndarray:
-    """Canvas pixel coordinates [...,2] (x, y) -> probe-frame mm."""
-    cx = (width - 1) / 2.0
+def px_to_mm(xy_px: np.ndarray, width: int, mm_per_px: float, top_px: float,
+             cx_px: float | None = None) -> np.ndarray:
+    """Canvas pixel coordinates [...,2] (x, y) -> probe-frame mm (fan apex at column
+    ``cx_px``, default the canvas centre)."""
+    cx = (width - 1) / 2.0 if cx_px is None else float(cx_px)
     out = np.empty(np.shape(xy_px), dtype=np.float64)
     out[..., 0] = (xy_px[..., 0] - cx) * mm_per_px
     out[..., 1] = (xy_px[..., 1] - top_px) * mm_per_px
     return out
 
 
-def mm_to_px(xy_mm: np.ndarray, width: int, mm_per_px: float, top_px: float) -> np.ndarray:
-    """Probe-frame mm [...,2] -> canvas pixel coordinates (x, y)."""
-    cx = (width - 1) / 2.0
+def mm_to_px(xy_mm: np.ndarray, width: int, mm_per_px: float, top_px: float,
+             cx_px: float | None = None) -> np.ndarray:
+    """Probe-frame mm [...,2] -> canvas pixel coordinates (x, y) (fan apex at column
+    ``cx_px``, default the canvas centre)."""
+    cx = (width - 1) / 2.0 if cx_px is None else float(cx_px)
     out = np.empty(np.shape(xy_mm), dtype=np.float64)
     out[..., 0] = xy_mm[..., 0] / mm_per_px + cx
     out[..., 1] = xy_mm[..., 1] / mm_per_px + top_px
@@ -355,12 +371,19 @@ def mm_to_px(xy_mm: np.ndarray, width: int, mm_per_px: float, top_px: float) -> 
 
 
 def gain_map(rng: np.random.Generator, grid: PolarGrid, geo: Geometry, dropout: float,
-             tgc_db: float = 2.0) -> np.ndarray:
+             tgc_db: float = 2.0, tgc_points_db: list | None = None,
+             dropout_sigma_mm: float = 12.0, dropout_sigma_rad: float = 0.05,
+             dropout_pos: float | None = None) -> np.ndarray:
     """Static multiplicative gain on the polar grid: depth gain ripple, beam-to-beam gain,
     soft sector edges and a dropout patch on the anterolateral wall (where beams run along
     the wall).
 
-    ``dropout`` in [0, 1] is the depth of the patch (0 = none, 1 = echo fully lost)."""
+    ``dropout`` in [0, 1] is the depth of the patch (0 = none, 1 = echo fully lost);
+    ``dropout_sigma_mm`` / ``dropout_sigma_rad`` its extent along range and across beams
+    (Gaussian SDs), ``dropout_pos`` its centre as a fraction of the wall from the annulus
+    (None: drawn from ``rng`` in [0.35, 0.6]). ``tgc_points_db``: time-gain compensation
+    as gains (dB) at equally spaced depths from the transducer to the sector's depth,
+    interpolated smoothly (None: flat)."""
     r = np.arange(grid.n_r) * grid.dr
     th = grid.th0 + np.arange(grid.n_th) * grid.dth
     g_db = tgc_db * np.sin(2 * np.pi * r / geo.depth * rng.uniform(0.6, 1.4) + rng.uniform(0, 6.3))[:, None]
@@ -370,19 +393,30 @@ def gain_map(rng: np.random.Generator, grid: PolarGrid, geo: Geometry, dropout: 
     g_db = g_db + beam[None, :]
     edge = np.clip((geo.half_angle - np.abs(th)) / 0.04, 0.0, 1.0)
     g = 10 ** (g_db / 20.0) * edge[None, :]
+    if tgc_points_db is not None:
+        pts = np.asarray(tgc_points_db, dtype=np.float64)
+        prof = np.interp(r, np.linspace(0.0, geo.depth, pts.size), pts)
+        k = max(1, int(round(8.0 / grid.dr)))  # smooth over ~8 mm: a TGC slider bank
+        prof = np.convolve(np.pad(prof, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), "same")[k:-k]
+        g = g * (10 ** (prof / 20.0))[:, None]
     if dropout > 0:
         mw = geo.midwall["anterolateral"]
-        p = mw[int(rng.uniform(0.35, 0.6) * len(mw))]
+        frac = rng.uniform(0.35, 0.6) if dropout_pos is None else float(dropout_pos)
+        p = mw[min(int(frac * len(mw)), len(mw) - 1)]
         rc, tc = np.hypot(p[0], p[1]), np.arctan2(p[0], p[1])
-        blob = np.exp(-0.5 * ((r[:, None] - rc) / 12.0) ** 2 - 0.5 * ((th[None, :] - tc) / 0.05) ** 2)
+        blob = np.exp(-0.5 * ((r[:, None] - rc) / dropout_sigma_mm) ** 2
+                      - 0.5 * ((th[None, :] - tc) / dropout_sigma_rad) ** 2)
         g = g * (1.0 - min(dropout, 1.0) * blob)
     return g.astype(np.float64)
 
 
 def clutter_field(rng: np.random.Generator, grid: PolarGrid, near_mm: float, level_db: float,
-                  sig_r: float, bands: list) -> tuple[np.ndarray, np.ndarray]:
+                  sig_r: float, bands: list, band_mm: float | None = None,
+                  band_db: float | None = None, band_width_mm: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
     """Static near-field clutter (reverberation haze) as a complex IQ field on the grid,
-    strongest at the top and fading by ``near_mm`` of depth."""
+    strongest at the top and fading by ``near_mm`` of depth; with ``band_mm`` and
+    ``band_db``, also a reverberation band of that level centred at that depth (e.g. over
+    the apex), ``band_width_mm`` wide (Gaussian SD)."""
     re = rng.normal(size=(grid.n_r, grid.n_th)).astype(np.float32)
     im = rng.normal(size=(grid.n_r, grid.n_th)).astype(np.float32)
     wide = [(a, b, 1.5 * sl) for a, b, sl in bands]
@@ -390,5 +424,7 @@ def clutter_field(rng: np.random.Generator, grid: PolarGrid, near_mm: float, lev
     im = apply_psf(im, wide, 2.0 * sig_r)
     r = np.arange(grid.n_r) * grid.dr
     prof = np.exp(-0.5 * (r / near_mm) ** 2) * 10 ** (level_db / 20.0)
+    if band_mm is not None and band_db is not None:
+        prof = prof + np.exp(-0.5 * ((r - band_mm) / band_width_mm) ** 2) * 10 ** (band_db / 20.0)
     norm = 1.0 / max(float(np.std(re)), 1e-9)
     return (re * norm * prof[:, None]).astype(np.float64), (im * norm * prof[:, None]).astype(np.float64)
