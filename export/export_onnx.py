@@ -3,7 +3,12 @@
 Usage::
 
     python -m export.export_onnx CKPT.pt -o OUT_DIR [--info CKPT.train.json] [--no-triton]
+                                 [--stats-data DIR | --stats-synthetic N] [--stats-heldout-data DIR2]
     python -m export.export_onnx --card-only MODEL.onnx      # write a card for your own ONNX file
+
+``--stats-data DIR`` (the folder of TTS/ and STEMI/ clips the model was trained on) or
+``--stats-synthetic N`` also writes the feature statistics of the out-of-distribution check
+into the card (``feature_stats``; see :mod:`export.feature_stats`, which can add them later).
 
 Writes ``OUT_DIR/model.onnx``, ``OUT_DIR/model_card.json`` (with the file's SHA-256) and
 ``OUT_DIR/triton/ttsfast/{config.pbtxt,1/model.onnx}``. The export fails (and leaves no
@@ -93,17 +98,27 @@ def _shapes(net) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
 
 
 def export_checkpoint(ckpt: str | Path, out_dir: str | Path, info: dict | None = None, atol: float = 1e-4,
-                      triton: bool = True) -> dict[str, Any]:
+                      triton: bool = True, feature_stats: dict | None = None) -> dict[str, Any]:
     """Export a weights-only checkpoint; return ``{"onnx", "card", "triton", "parity", "sha256"}``.
 
     ``info`` (e.g. the ``.train.json`` the trainer writes) goes into the card's
-    ``training`` / ``metrics`` fields.
+    ``training`` / ``metrics`` fields. ``feature_stats``: keyword arguments of
+    :func:`export.feature_stats.compute_feature_stats` (e.g. ``{"data": DIR}`` or
+    ``{"synthetic": 300}``); the statistics are fitted on the checkpoint's features (PyTorch)
+    before anything is written, and go into the card under ``feature_stats``.
     """
     from ttsfast._atomic import atomic_path
     from ttsfast.model.card import make_card, sha256_file, write_card
     from ttsfast.model.net import count_flops, count_params, load_checkpoint
 
     net = load_checkpoint(ckpt)
+    stats_entry = None
+    if feature_stats:
+        from export.feature_stats import compute_feature_stats
+
+        stats_entry = compute_feature_stats(ckpt, **feature_stats)
+        stats_entry["computed_on"] = ("the PyTorch checkpoint's features (equal to the ONNX model's within the "
+                                      "parity tolerance)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.onnx", ".onnx") as (final, tmp_name):
@@ -124,7 +139,8 @@ def export_checkpoint(ckpt: str | Path, out_dir: str | Path, info: dict | None =
             "onnx_output_dims_without_batch": outputs}
     card = make_card(onnx_sha256=sha, architecture=arch, flops=count_flops(net), params=count_params(net),
                      training=info.get("training"), metrics=info.get("metrics"),
-                     extra={"export_parity_max_abs_diff": parity, "source_checkpoint": Path(ckpt).name})
+                     extra={"export_parity_max_abs_diff": parity, "source_checkpoint": Path(ckpt).name,
+                            **({"feature_stats": stats_entry} if stats_entry else {})})
     card_path = out / "model_card.json"
     write_card(card, card_path)
     result: dict[str, Any] = {"onnx": str(final), "card": str(card_path), "parity": parity, "sha256": sha}
@@ -160,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--atol", type=float, default=1e-4, help="max abs difference ONNX Runtime vs PyTorch")
     ap.add_argument("--no-triton", action="store_true", help="do not write the Triton model repository")
     ap.add_argument("--card-only", action="store_true", help="only write a card (SHA-256) for an existing ONNX file")
+    st = ap.add_mutually_exclusive_group()
+    st.add_argument("--stats-data", metavar="DIR", help="fit the out-of-distribution feature statistics on the "
+                    "clips of DIR/{TTS,STEMI}/ (the model's training data) and write them into the card")
+    st.add_argument("--stats-synthetic", type=int, metavar="N", help="... or on N synthetic training-like clips")
+    ap.add_argument("--stats-heldout-data", metavar="DIR", help="held-out clips DIR/{TTS,STEMI}/ whose flag rate "
+                    "goes into the card")
+    ap.add_argument("--stats-heldout", type=int, default=0, metavar="M", help="M held-out synthetic clips")
     args = ap.parse_args(argv)
     from ttsfast.errors import TTSFastError
 
@@ -169,7 +192,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         info_path = Path(args.info) if args.info else Path(args.ckpt).with_suffix(".train.json")
         info = json.loads(info_path.read_text()) if info_path.is_file() else None
-        res = export_checkpoint(args.ckpt, args.out, info=info, atol=args.atol, triton=not args.no_triton)
+        fs = None
+        if args.stats_data or args.stats_synthetic:
+            fs = {"data": args.stats_data, "synthetic": args.stats_synthetic,
+                  "heldout": args.stats_heldout, "heldout_data": args.stats_heldout_data}
+        else:
+            print("export: note: no --stats-data/--stats-synthetic: the card has no feature statistics, so "
+                  "analyze() cannot say whether a clip is like the training data; add them later with "
+                  "python -m export.feature_stats --model OUT/model.onnx --data DIR", file=sys.stderr)
+        res = export_checkpoint(args.ckpt, args.out, info=info, atol=args.atol, triton=not args.no_triton,
+                                feature_stats=fs)
     except TTSFastError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2

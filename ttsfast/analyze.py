@@ -186,10 +186,11 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
     with _timed(timings, "model"):
         frames_beat, _, spatial, temporal = beat_inputs(prep.frames, flow, prep.mask, ed, ned, N_BEAT)
         out = predict(spatial, temporal, model=model, providers=_DEVICES[device],
-                      with_cam=saliency in (True, "cam"))
+                      with_cam=saliency in (True, "cam"), with_features=True)
         p_tts = float(out.p_tts[0])
         label = "TTS" if p_tts >= 0.5 else "STEMI"
         card = _card_summary(model, model_card)
+        card["in_distribution"] = _in_distribution(model, model_card, out, warnings)
         if score_all_beats:
             p_beats = _score_other_beats(prep.frames, flow, prep.mask, cyc.beats, beat, p_tts, model,
                                          _DEVICES[device])
@@ -445,6 +446,26 @@ def _card_summary(model: Any, model_card: Any) -> dict[str, Any]:
                 "card_error": str(exc)}
     return {"name": card.get("name"), "sha256": card.get("sha256"), "trained_on": card.get("trained_on"),
             "warning": card.get("warning")}
+
+
+def _in_distribution(model: Any, model_card: Any, out: Any, warnings: list[str]) -> dict | None:
+    """``model.in_distribution``: score and flag of the clip's pooled features under the card's
+    feature statistics (None for ``.pt`` checkpoints and for cards without statistics); a
+    warning when the clip is outside them."""
+    from .model.ood import in_distribution, ood_warning
+
+    if model is not None and Path(model).suffix.lower() == ".pt":
+        return None
+    try:
+        full = model_card(model)
+        res = in_distribution(out.features_spatial[0], out.features_temporal[0], full)
+    except TTSFastError as exc:
+        warnings.append(f"model: out-of-distribution check skipped: {exc}")
+        return None
+    w = ood_warning(res, full)
+    if w:
+        warnings.append(w)
+    return res
 
 
 def _gradcam_maps(model: Any, spatial: np.ndarray, temporal: np.ndarray, target: int,

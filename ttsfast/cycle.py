@@ -338,16 +338,22 @@ def detect_cycles(
     period_ac, conf = (float("nan"), 0.0) if pmax_ac < pmin else _period(v, pmin, pmax_ac)
     periodic = bool(np.isfinite(period_ac) and conf >= min_confidence)
     if single_beat is None:
+        # a clip of one beat, ED to ED (the study's format), is read as one; a clip in which the
+        # motion's extrema find a beat inside the clip keeps that beat
         try:
-            return detect_cycles(flow, fps=fps, mask=mask, axis=axis, min_bpm=min_bpm, max_bpm=max_bpm,
-                                 single_beat=False, min_confidence=min_confidence, ivrt_s=ivrt_s)
+            res = detect_cycles(flow, fps=fps, mask=mask, axis=axis, min_bpm=min_bpm, max_bpm=max_bpm,
+                                single_beat=False, min_confidence=min_confidence, ivrt_s=ivrt_s)
+            spans = len(res.beats) == 1 and res.beats[0][0] <= 2 and res.beats[0][2] >= n_frames - 3
+            if not (spans and not periodic and looks_like_one_beat(v)[0]):
+                return res
+            one, why = True, looks_like_one_beat(v)[1]
         except QualityError as exc:
             one, why = looks_like_one_beat(v)
             if not one:
                 raise QualityError(f"{exc} (nor does its motion look like one beat: {why})") from None
-            warnings.append(f"read as one beat, end-diastole at the first and last frames ({why}); "
-                            "pass single_beat=False if the clip is not one beat")
-            single_beat = True
+        warnings.append(f"read as one beat, end-diastole at the first and last frames ({why}); "
+                        "pass single_beat=False if the clip is not one beat")
+        single_beat = True
     if single_beat:
         p = np.concatenate([[0.0], np.cumsum(v)])
         closure = p[-1]

@@ -14,8 +14,13 @@ class QualityError(TTSFastError):
     """The input is readable but cannot be measured (e.g. less than one cardiac cycle)."""
 
 
+class NotEchoError(InputError, QualityError):
+    """The input is not an echo clip (figures, slides, a frozen image, noise): refused, not
+    analysed. Both an :class:`InputError` and a :class:`QualityError`."""
+
+
 class ModelError(TTSFastError):
     """A model file is missing, corrupt, or does not match its model card."""
 
 
-__all__ = ["TTSFastError", "InputError", "QualityError", "ModelError"]
+__all__ = ["TTSFastError", "InputError", "QualityError", "NotEchoError", "ModelError"]

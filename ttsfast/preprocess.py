@@ -22,7 +22,7 @@ import numpy as np
 
 from ._nativelib import native
 from .clip import Clip
-from .errors import InputError, QualityError
+from .errors import InputError, NotEchoError, QualityError
 
 __all__ = ["preprocess", "Prepared", "SectorGeometry", "find_sector"]
 
@@ -287,15 +287,61 @@ def frame_correlation(frames: np.ndarray, mask: np.ndarray, step: int = 2) -> np
 MIN_FRAME_CORRELATION = 0.5
 
 
+#: An echo sector is mostly dark (blood, shadow, black background): the median grey level in
+#: the sector is 9-49 on the real test clips; figures and documents on white read 255.
+MAX_SECTOR_MEDIAN = 128
+#: A live clip changes every frame; a slide show or a frozen image does not: the share of
+#: consecutive frames whose mean absolute difference in the sector is below 0.5 grey levels
+#: (0-0.07 on the real test clips, 1.0 for a slide show; a capture that shows each frame three
+#: times reads 0.67 and is still analysed).
+MAX_STILL_SHARE = 0.9
+
+
+def check_echo_like(frames: np.ndarray, mask: np.ndarray) -> None:
+    """Refuse input that is evidently not an echo clip (:class:`NotEchoError`).
+
+    Parameters
+    ----------
+    frames : np.ndarray
+        uint8 ``[T, H, W]`` frames on the analysis grid.
+    mask : np.ndarray
+        bool ``[H, W]`` the sector (or the moving region) found by :func:`preprocess`.
+
+    Raises
+    ------
+    NotEchoError
+        The sector's median grey level is above :data:`MAX_SECTOR_MEDIAN` (a bright page:
+        figures, slides, documents), or more than :data:`MAX_STILL_SHARE` of the consecutive
+        frames are identical (a slide show, a frozen or single image).
+    """
+    mask = np.asarray(mask, bool)
+    if frames.shape[0] < 2 or not mask.any():
+        return
+    sub = frames[:, mask]
+    med = float(np.median(sub[:: max(1, sub.shape[0] // 16)]))
+    if med > MAX_SECTOR_MEDIAN:
+        raise NotEchoError(
+            f"this is not an echo clip: its image is mostly bright (median grey level {med:.0f} of 255), while "
+            "an ultrasound sector is mostly dark; figures, slides and documents are not analysed")
+    diff = np.abs(np.diff(sub.astype(np.int16), axis=0)).mean(axis=1)
+    still = float(np.mean(diff < 0.5))
+    if still > MAX_STILL_SHARE:
+        raise NotEchoError(
+            f"this is not a live echo clip: {100 * still:.0f} % of its consecutive frames are identical "
+            "(a slide show, a frozen or repeated image); record the moving heart")
+
+
 def check_continuity(frames: np.ndarray, mask: np.ndarray, min_r: float = MIN_FRAME_CORRELATION) -> float:
-    """Median :func:`frame_correlation` of a clip; QualityError below ``min_r``.
+    """Median :func:`frame_correlation` of a clip; :class:`NotEchoError` (a QualityError) below
+    ``min_r``, or when :func:`check_echo_like` refuses the clip.
 
     Noise or unrelated images would still go through every later stage, and the model would
     give a confident answer; this stops them first.
     """
+    check_echo_like(frames, mask)
     r = float(np.median(frame_correlation(frames, mask)))
     if r < min_r:
-        raise QualityError(
+        raise NotEchoError(
             f"consecutive frames hardly correlate (median r = {r:.2f}, an ultrasound clip gives > 0.9): "
             "this is not a continuous echo clip (noise, unrelated images, or frames out of order)")
     return r

@@ -42,12 +42,17 @@ class ModelOutput:
         float32 ``[B, 2]`` for (STEMI, TTS).
     cam_spatial, cam_temporal : np.ndarray or None
         Raw class activation maps ``[B, 2, t, h, w]`` (``sum_k W_ck A_k``), when asked for.
+    features_spatial, features_temporal : np.ndarray or None
+        float64 ``[B, C]``: each arm's last-conv activations averaged over ``t, h, w`` (the
+        linear head's input; :func:`ttsfast.model.ood.pool_features`), when asked for.
     """
 
     logits: np.ndarray
     probs: np.ndarray
     cam_spatial: np.ndarray | None = None
     cam_temporal: np.ndarray | None = None
+    features_spatial: np.ndarray | None = None
+    features_temporal: np.ndarray | None = None
 
     @property
     def p_tts(self) -> np.ndarray:
@@ -204,7 +209,7 @@ def _check_batch(spatial, temporal) -> tuple[np.ndarray, np.ndarray]:
 
 def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path | None = None,
                   providers: ProviderSpec = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0,
-                  with_cam: bool = False, batch_size: int = 8) -> ModelOutput:
+                  with_cam: bool = False, batch_size: int = 8, with_features: bool = False) -> ModelOutput:
     """Run the model on a batch (or a cohort, in chunks of ``batch_size``).
 
     Parameters
@@ -219,7 +224,13 @@ def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path |
         Also return the raw class activation maps (for :func:`~ttsfast.model.gradcam.cam_from_raw`).
     batch_size : int
         Items per ONNX Runtime call.
+    with_features : bool
+        Also return each arm's pooled features ``[B, C]`` (for the out-of-distribution check,
+        :func:`ttsfast.model.ood.in_distribution`); needs the ``act_spatial`` /
+        ``act_temporal`` outputs of an ONNX model.
     """
+    from .ood import pool_features
+
     s, t = _check_batch(spatial, temporal)
     path = _resolve_model(model)
     kind = _model_kind(path)
@@ -228,14 +239,17 @@ def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path |
     if kind == "onnx":
         sess = get_session(path, providers, intra_op_threads, inter_op_threads)
         outs = ["logits", "probs"] + (["cam_spatial", "cam_temporal"] if with_cam else [])
+        extra = ["act_spatial", "act_temporal"] if with_features else []
         have = {o.name for o in sess.get_outputs()}
-        missing = [o for o in outs if o not in have]
-        if "probs" in missing and not with_cam:
+        missing = [o for o in outs + extra if o not in have]
+        if missing == ["probs"] and not with_cam:
             outs = ["logits"]
         elif missing:
             raise ModelError(f"{path} lacks outputs {missing}; re-export it with python -m export.export_onnx")
         for i in range(0, s.shape[0], bs):
-            res = sess.run(outs, {"spatial": s[i:i + bs], "temporal": t[i:i + bs]})
+            res = sess.run(outs + extra, {"spatial": s[i:i + bs], "temporal": t[i:i + bs]})
+            if with_features:  # pool per chunk: the activations themselves are not kept
+                res = res[:len(outs)] + [pool_features(res[-2]), pool_features(res[-1])]
             parts.append(res)
     else:
         import torch
@@ -245,9 +259,15 @@ def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path |
         wrapper = ExportWrapper(_get_torch_net(path)).eval()
         with torch.no_grad():
             for i in range(0, s.shape[0], bs):
-                lg, pr, _, _, cs, ct = wrapper(torch.from_numpy(s[i:i + bs]), torch.from_numpy(t[i:i + bs]))
-                parts.append([x.numpy() for x in ((lg, pr, cs, ct) if with_cam else (lg, pr))])
+                lg, pr, a_s, a_t, cs, ct = wrapper(torch.from_numpy(s[i:i + bs]), torch.from_numpy(t[i:i + bs]))
+                res = [x.numpy() for x in ((lg, pr, cs, ct) if with_cam else (lg, pr))]
+                if with_features:
+                    res += [pool_features(a_s.numpy()), pool_features(a_t.numpy())]
+                parts.append(res)
     cols = [np.concatenate(c, axis=0) for c in zip(*parts)]
+    feats: list[np.ndarray | None] = [None, None]
+    if with_features:
+        feats, cols = cols[-2:], cols[:-2]
     logits = cols[0].astype(np.float32)
     if len(cols) >= 2:
         probs = cols[1].astype(np.float32)
@@ -256,7 +276,8 @@ def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path |
         probs = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
     return ModelOutput(logits=logits, probs=probs,
                        cam_spatial=cols[2] if with_cam else None,
-                       cam_temporal=cols[3] if with_cam else None)
+                       cam_temporal=cols[3] if with_cam else None,
+                       features_spatial=feats[0], features_temporal=feats[1])
 
 
 def predict(spatial: np.ndarray, temporal: np.ndarray, model: str | Path | None = None,
