@@ -88,6 +88,15 @@ def run_one(preset: str, seed: int, variety: str | None, cycles: float = 2.2) ->
     true = {k: gt.landmarks[k][ed] for k in LANDMARK_NAMES}
     L = float(np.linalg.norm(true["apex"] - 0.5 * (true["septal_annulus"] + true["lateral_annulus"])))
     err = {k: float(np.hypot(*(got[i] - true[k]))) for i, k in enumerate(LANDMARK_NAMES)}
+    from ttsfast.anatomy import check_landmarks
+    from ttsfast.landmarks import Landmarks
+
+    chk = check_landmarks(lm, prep.frames[ed], prep.mask)
+    tg = prep.to_grid(np.array([true[k] for k in LANDMARK_NAMES]))
+    chk_true = check_landmarks(Landmarks(tg[0], tg[1], tg[2], source="caller"), prep.frames[ed], prep.mask)
+    row.update(check_confidence=round(chk.confidence, 3), trusted=chk.trusted,
+               checks_failed=[f["code"] for f in chk.failed],
+               truth_checks_failed=[f["code"] for f in chk_true.failed])
     row.update(
         quality_error=False, ed_frame=ed, lv_length_px=round(L, 2), confidence=round(float(lm.confidence), 3),
         mirrored_found=bool(lm.mirrored), mirrored_true=bool(gt.mirrored),
@@ -127,6 +136,17 @@ def summarise(rows: list[dict]) -> dict:
         "median_confidence_hit": float(np.median(conf[~miss])) if (~miss).any() else None,
         "median_confidence_miss": float(np.median(conf[miss])) if miss.any() else None,
     }
+    if ok and "check_confidence" in ok[0]:
+        cc = np.array([r["check_confidence"] for r in ok], dtype=float)
+        trusted = np.array([r["trusted"] for r in ok], dtype=bool)
+        out.update(
+            # the report's landmarks.confidence (ttsfast.anatomy: detector x tilt and wall margins)
+            auc_low_check_confidence_for_miss=_auc(-cc, miss),
+            n_trusted=int(trusted.sum()), n_trusted_misses=int((trusted & miss).sum()),
+            worst_pct_trusted=float(worst[trusted].max()) if trusted.any() else None,
+            n_hits_withheld=int((~trusted & ~miss).sum()),
+            n_true_landmarks_refused=sum(1 for r in ok if r["truth_checks_failed"]),
+        )
     for r in rows:
         if r["raised"] is not None:
             k = f"{r['stage']}:{r['raised']}"
@@ -152,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         tag = "classic" if v is None else v
         res = (f"RAISED {r['raised']} at {r['stage']}" if r["raised"]
-               else f"worst {r['worst_pct']:.1f} % conf {r['confidence']:.2f}")
+               else f"worst {r['worst_pct']:.1f} % conf {r['confidence']:.2f} -> {r['check_confidence']:.2f} "
+               f"{'trusted' if r['trusted'] else 'withheld'}")
         print(f"[{i + 1}/{len(jobs)} {time.perf_counter() - t0:.0f}s] {tag} {pr} {s}: {res} "
               f"({r['params']['framing']}, {r['params']['heart']}, {r['t_generate_s']}+{r['t_pipeline_s']} s)",
               flush=True)

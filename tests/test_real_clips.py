@@ -192,3 +192,19 @@ def test_cli_and_cohort_treat_a_partial_report_as_a_result(tmp_path):
     assert not s.failed
     metrics = json.loads((tmp_path / "table" / "metrics.json").read_text())
     assert metrics["n_partial"] == 1 and metrics["n_records"] == 1
+
+
+def test_cli_landmarks_from_a_file_per_clip(tmp_path):
+    """--landmarks takes a JSON file mapping clip file names to landmark sets: the hand-read
+    set of a4c_clean gives a complete report; a clip without an entry gets automatic ones."""
+    from ttsfast.cli import main
+
+    src = real_clip_path("a4c_clean_1024x768.mp4")
+    lm_file = tmp_path / "landmarks.json"
+    lm_file.write_text(json.dumps({src.name: HAND_BY_FILE[src.name]["landmarks"]}))
+    assert main(["analyze", str(src), "-o", str(tmp_path / "out"), "--no-video", "--saliency", "none",
+                 "--landmarks", str(lm_file)]) == 0
+    rep = json.loads((tmp_path / "out" / src.stem / "report.json").read_text())
+    assert rep["status"] == "complete" and rep["landmarks"]["source"] == "caller"
+    assert main(["analyze", str(src), "-o", str(tmp_path / "o2"), "--landmarks", str(tmp_path / "missing.json")]) == 2
+    assert not (tmp_path / "o2").exists()

@@ -26,7 +26,7 @@ __all__ += ["analyze", "AnalysisResult"]
 
 #: Subpackages imported on first use (``ttsfast.synth.generate(...)`` after a bare
 #: ``import ttsfast``), so that ``import ttsfast`` stays as light as the analysis needs.
-_LAZY = ("synth", "cohort", "report", "stats", "demo", "cli")
+_LAZY = ("synth", "cohort", "report", "stats", "demo", "cli", "anatomy")
 
 
 def __getattr__(name: str):  # PEP 562
