@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .clip import Clip
-from .errors import InputError, ModelError, NotEchoError, QualityError, TTSFastError
+from .errors import InputError, MissingDependencyError, ModelError, NotEchoError, QualityError, TTSFastError
 from .flow import dense_flow
 from .io import read_clip
 from .model import grad_cam, make_inputs, predict, predict_batch, region_shares
@@ -18,7 +18,7 @@ from .analyze import analyze
 
 __version__ = "0.1.0"
 
-__all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorGeometry", "TTSFastError", "InputError", "QualityError", "NotEchoError", "ModelError", "__version__"]
+__all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorGeometry", "TTSFastError", "InputError", "QualityError", "NotEchoError", "MissingDependencyError", "ModelError", "__version__"]
 __all__ += ["make_inputs", "predict", "predict_batch", "grad_cam", "region_shares"]
 __all__ += ["CycleResult", "detect_cycles", "resample_beat", "Landmarks", "detect_landmarks", "Mechanics",
             "measure_mechanics", "TrackResult", "track_points"]

@@ -19,8 +19,13 @@ class NotEchoError(InputError, QualityError):
     analysed. Both an :class:`InputError` and a :class:`QualityError`."""
 
 
+class MissingDependencyError(TTSFastError, ImportError):
+    """A feature needs an optional dependency that is not installed (e.g. PyTorch, for training,
+    the Grad-CAM hooks path, ``.pt`` checkpoints and export); the message names the extra."""
+
+
 class ModelError(TTSFastError):
     """A model file is missing, corrupt, or does not match its model card."""
 
 
-__all__ = ["TTSFastError", "InputError", "QualityError", "NotEchoError", "ModelError"]
+__all__ = ["TTSFastError", "InputError", "QualityError", "NotEchoError", "MissingDependencyError", "ModelError"]

@@ -157,8 +157,9 @@ def grad_cam(net, spatial, temporal, classes: Sequence[int] = (0, 1),
         ``{"spatial": [B, K, T, H, W], "temporal": [B, K, T, H, W]}`` float32 maps in [0, 1]
         (K = len(classes)), plus ``"logits"`` [B, 2].
     """
-    import torch
+    from .._optional import require_torch
 
+    torch = require_torch("saliency='gradcam' (the PyTorch hooks path)")
     s = torch.as_tensor(np.asarray(spatial, np.float32))
     t = torch.as_tensor(np.asarray(temporal, np.float32))
     if out_size is None:

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-import torch
-from torch import nn
+from .._optional import require_torch
+
+torch = require_torch("the PyTorch network (training, the Grad-CAM hooks path, .pt checkpoints, export)")
+nn = torch.nn
 
 #: Output classes, in logit order.
 CLASSES: tuple[str, str] = ("STEMI", "TTS")

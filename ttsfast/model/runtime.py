@@ -252,8 +252,9 @@ def predict_batch(spatial: np.ndarray, temporal: np.ndarray, model: str | Path |
                 res = res[:len(outs)] + [pool_features(res[-2]), pool_features(res[-1])]
             parts.append(res)
     else:
-        import torch
+        from .._optional import require_torch
 
+        torch = require_torch(f"the PyTorch checkpoint {path.name}")
         from .net import ExportWrapper
 
         wrapper = ExportWrapper(_get_torch_net(path)).eval()
