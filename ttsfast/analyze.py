@@ -43,7 +43,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
             beat: int = 0, single_beat: bool | None = None, grid: tuple[int, int] = (256, 352),
             flow_backend: str = "native", score_all_beats: bool = True,
             threads: int | None = None, keep_arrays: bool = True, tracker: str = "dis",
-            annulus_anchor: bool = True) -> AnalysisResult:
+            annulus_anchor: bool = True, landmark_detector: str = "classic") -> AnalysisResult:
     """Analyse one apical-4-chamber clip: TTS vs anterior STEMI, saliency and mechanics.
 
     Parameters
@@ -96,6 +96,12 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         keeps its own track, with a warning; README "Accuracy"). Not applied with
         ``tracker="lk"``. The report's ``mechanics.annulus_anchored`` says, per annulus,
         whether it was.
+    landmark_detector : str
+        How landmarks are found when none are given: ``"classic"`` (default; image and motion
+        heuristics, :func:`ttsfast.landmarks.detect_landmarks`) or ``"cnn"`` (the learned
+        heatmap detector trained on synthetic clips, :func:`ttsfast.landmarks_cnn.detect_landmarks_cnn`;
+        far better on synthetic clips, no better on the real test clips: docs/landmarks.md).
+        Either set faces the same anatomy checks.
 
     Returns
     -------
@@ -125,6 +131,9 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     if device not in _DEVICES:
         raise InputError(f"device must be one of {sorted(_DEVICES)}, got {device!r}")
+    if landmark_detector not in LANDMARK_DETECTORS:
+        raise InputError(f"landmark_detector must be one of {', '.join(map(repr, LANDMARK_DETECTORS))}, "
+                         f"got {landmark_detector!r}")
     if tracker not in METHODS:
         raise InputError(f"tracker must be one of {', '.join(map(repr, METHODS))}, got {tracker!r}")
     if saliency not in (True, False, "cam", "gradcam"):
@@ -163,7 +172,8 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
 
     withheld: dict[str, dict[str, str]] = {}
     with _timed(timings, "landmarks"):
-        lm_stage = find_landmarks(prep.frames, flow, chosen, prep.mask, landmarks, prep.to_grid)
+        lm_stage = find_landmarks(prep.frames, flow, chosen, prep.mask, landmarks, prep.to_grid,
+                                  detector=landmark_detector)
         if lm_stage.withheld is not None:
             withheld["mechanics"] = withheld["saliency_regions"] = lm_stage.withheld
     mech = None
@@ -278,6 +288,8 @@ class LandmarkStage:
         Grid -> original-image px.
     withheld : dict or None
         ``{code, reason, hint}`` when the landmark-dependent values must be withheld.
+    detector : str or None
+        The automatic detector used (None for caller landmarks).
     """
 
     landmarks: Any
@@ -285,6 +297,7 @@ class LandmarkStage:
     frame: int
     to_original: Any = None
     withheld: dict[str, str] | None = None
+    detector: str | None = None
 
     @property
     def trusted(self) -> bool:
@@ -300,14 +313,20 @@ class LandmarkStage:
                  confidence=None if self.check is None else round(float(self.check.confidence), 3),
                  detector_confidence=None if lm is None else round(float(lm.confidence), 3),
                  mirrored=None if lm is None else bool(lm.mirrored), trusted=self.trusted, frame=int(self.frame),
+                 detector=self.detector,
                  checks_failed=[] if self.check is None else list(self.check.failed))
         if self.withheld is not None:
             d["withheld_reason"] = self.withheld["reason"]
         return d
 
 
+#: The automatic landmark detectors (``analyze(landmark_detector=)``).
+LANDMARK_DETECTORS = ("classic", "cnn")
+
+
 def find_landmarks(frames: np.ndarray, flow: np.ndarray, beat: tuple[int, int, int], mask: np.ndarray,
-                   landmarks: Mapping[str, Any] | None, to_grid: Any = None) -> LandmarkStage:
+                   landmarks: Mapping[str, Any] | None, to_grid: Any = None,
+                   detector: str = "classic") -> LandmarkStage:
     """The caller's landmarks (validated) or automatic ones, checked against the anatomy.
 
     Parameters
@@ -324,6 +343,8 @@ def find_landmarks(frames: np.ndarray, flow: np.ndarray, beat: tuple[int, int, i
         The caller's, in original-image px (an invalid set raises InputError); None: automatic.
     to_grid : callable, optional
         Original -> grid px.
+    detector : str
+        ``"classic"`` or ``"cnn"`` (:data:`LANDMARK_DETECTORS`), when ``landmarks`` is None.
 
     Returns
     -------
@@ -338,17 +359,20 @@ def find_landmarks(frames: np.ndarray, flow: np.ndarray, beat: tuple[int, int, i
     if landmarks is not None:
         lm = landmarks_from_caller(landmarks, frames.shape[1:], to_grid=to_grid)
     else:
+        detect = detect_landmarks
+        if detector == "cnn":
+            from .landmarks_cnn import detect_landmarks_cnn as detect
         try:
-            lm = detect_landmarks(frames, flow, beat, mask=mask)
+            lm = detect(frames, flow, beat, mask=mask)
         except QualityError as exc:
-            return LandmarkStage(None, None, ed, withheld=_withheld(
+            return LandmarkStage(None, None, ed, detector=detector, withheld=_withheld(
                 "landmarks_not_found", f"no landmarks found automatically ({exc})", ed))
     check = check_landmarks(lm, frames[ed], mask)
     if check.trusted:
         lm.confidence = check.confidence if lm.source == "auto" else lm.confidence
-        return LandmarkStage(lm, check, ed)
+        return LandmarkStage(lm, check, ed, detector=None if lm.source == "caller" else detector)
     src = "the automatic" if lm.source == "auto" else "the given"
-    return LandmarkStage(lm, check, ed, withheld=_withheld(
+    return LandmarkStage(lm, check, ed, detector=None if lm.source == "caller" else detector, withheld=_withheld(
         "landmarks_untrusted", f"{src} landmarks fail the apical-4-chamber anatomy checks: {check.reason()}", ed))
 
 

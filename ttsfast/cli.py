@@ -183,6 +183,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_landmarks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-landmarks", help="train the learned landmark detector (heatmap CNN) on synthetic "
+                       "clips and export it to ONNX with its card")
+    p.add_argument("--synthetic", type=int, required=True, metavar="N", help="number of synthetic training clips")
+    p.add_argument("-o", "--out", required=True, help="output folder: landmarks.onnx, landmarks.card.json, "
+                   "landmarks.pt (copy the first two to ttsfast/data/ to ship them)")
+    p.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget (default 20)")
+    p.add_argument("--cache-dir", default=None, help="where the training arrays are cached (default: --out)")
+    p.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_landmarks)
+
+
+def _cmd_train_landmarks(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .model.landmark_net import train_landmarks
+
+    if args.synthetic < 20:
+        raise InputError("--synthetic needs at least 20 clips")
+    card = train_landmarks(args.synthetic, args.out, minutes=args.minutes, cache_dir=args.cache_dir,
+                           threads=args.threads, seed=args.seed)
+    print(json.dumps({k: card[k] for k in ("onnx_sha256", "n_params", "n_train", "steps", "train_s", "data")},
+                     indent=2, default=str))
+    return 0
+
+
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("analyze", help="analyse clips: report.json, saliency and mechanics figures, overlay video")
     p.add_argument("files", nargs="+", help="DICOM, mp4/avi, gif or PNG-folder clips")
@@ -192,7 +218,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--saliency", default="cam", choices=["cam", "gradcam", "none"])
     p.add_argument("--landmarks", default=None,
-                   help="JSON {septal_annulus:[x,y], lateral_annulus:[x,y], apex:[x,y]} in original pixels")
+                   help="JSON {septal_annulus:[x,y], lateral_annulus:[x,y], apex:[x,y]} in original pixels on the "
+                        "first end-diastolic frame, as text or a file; a file may map clip file names to such sets")
     p.add_argument("--single-beat", action="store_true",
                    help="each clip is exactly one beat, ED to next ED (the study's resampled clips); without it a "
                         "clip whose motion is one beat is read as one, with a warning")
@@ -205,6 +232,8 @@ def _add_tracker_args(p: argparse.ArgumentParser) -> None:
     """The mechanics options of ``analyze`` and ``cohort``."""
     p.add_argument("--tracker", default="dis", choices=["dis", "flow", "flow+lk", "lk"],
                    help="point tracker of the mechanics (default dis; lk = the original study's)")
+    p.add_argument("--landmark-detector", default="classic", choices=["classic", "cnn"],
+                   help="automatic landmarks: classic heuristics (default) or the learned detector (cnn)")
     p.add_argument("--annulus-anchor", action=argparse.BooleanOptionalAction, default=True,
                    help="take the annulus's slow motion from its basal wall (default on; --no-annulus-anchor "
                         "keeps each annulus's own track; README, Accuracy)")
@@ -215,13 +244,42 @@ def _analyze_kwargs(args: argparse.Namespace) -> dict:
                 "saliency": False if args.saliency == "none" else args.saliency,
                 "single_beat": True if getattr(args, "single_beat", False) else None,
                 "tracker": getattr(args, "tracker", "dis"),
-                "annulus_anchor": bool(getattr(args, "annulus_anchor", True))}
+                "annulus_anchor": bool(getattr(args, "annulus_anchor", True)),
+                "landmark_detector": getattr(args, "landmark_detector", "classic")}
     if getattr(args, "landmarks", None):
-        try:
-            kw["landmarks"] = json.loads(args.landmarks)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--landmarks is not valid JSON: {exc}") from None
+        kw["landmarks"] = _read_landmarks_arg(args.landmarks)
     return kw
+
+
+def _read_landmarks_arg(value: str) -> dict:
+    """``--landmarks``: JSON text or the path of a JSON file, holding either one landmark set
+    ``{septal_annulus: [x, y], lateral_annulus: [x, y], apex: [x, y]}`` or sets per clip
+    ``{"clip file name": {...}, ...}`` (returned as is; :func:`_landmarks_for` picks one)."""
+    from pathlib import Path
+
+    text = value
+    if not value.lstrip().startswith("{"):
+        p = Path(value)
+        if not p.is_file():
+            raise InputError(f"--landmarks is neither JSON text nor a file: {value!r}")
+        text = p.read_text()
+    try:
+        got = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"--landmarks is not valid JSON: {exc}") from None
+    if not isinstance(got, dict):
+        raise InputError("--landmarks must hold a JSON object")
+    return got
+
+
+def _landmarks_for(landmarks: dict | None, path: str) -> dict | None:
+    """The landmark set for one clip: the single set, or the entry under the clip's file name
+    (None when the file has no entry: its landmarks are found automatically)."""
+    from pathlib import Path
+
+    if not landmarks or "apex" in landmarks:
+        return landmarks
+    return landmarks.get(Path(path).name)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -240,7 +298,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     for f, name in tqdm(list(zip(args.files, names)), desc="analyze", unit="clip", disable=len(args.files) < 2):
         key = f"{name}_{abs(hash(f)) % 10000}" if name in dup else name
         try:
-            res = analyze(f, **kw)
+            res = analyze(f, **{**kw, "landmarks": _landmarks_for(kw.get("landmarks"), f)})
             write_report(res, out / key, video=not args.no_video)
             print(f"{f}: {_summary_line(res)} -> {out / key}")
         except TTSFastError as exc:
@@ -347,7 +405,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 #: Subcommand declarers, in the order `ttsfast --help` lists them.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_demo, _add_analyze, _add_cohort, _add_synth, _add_train, _add_probe]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_demo, _add_analyze, _add_cohort, _add_synth, _add_train, _add_train_landmarks, _add_probe]
 
 
 def build_parser() -> argparse.ArgumentParser:
