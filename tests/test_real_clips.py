@@ -225,3 +225,11 @@ def test_the_learned_detector_reports_no_mechanics_from_missed_landmarks(name):
         if hand["landmarks"][n] is not None:
             err = float(np.hypot(*(np.asarray(d["landmarks"][n]) - np.asarray(hand["landmarks"][n]))))
             assert err <= 0.1 * length, f"{name}: {n} {100 * err / length:.0f} % of the LV length off"
+
+
+def test_summary_of_a_partial_report(results):
+    from ttsfast.demo import format_summary
+
+    text = format_summary(results["a4c_clean_1024x768.mp4"], "a4c_clean_1024x768.mp4")
+    assert "PARTIAL: mechanics withheld (landmarks_untrusted)" in text
+    assert "like the model's training data: NO" in text

@@ -25,7 +25,7 @@ def _fmt(v: object, unit: str = "", digits: int = 2) -> str:
 def format_summary(res: AnalysisResult, source: Path | str | None = None) -> str:
     """A few lines a clinician can read: verdict, cycle, the paper's measures, saliency, time."""
     d = res.to_dict()
-    m = d["mechanics"]
+    m = d["mechanics"] or {}
     pd = m.get("peak_displacement_px") or {}
     lines = []
     if source is not None:
@@ -33,6 +33,13 @@ def format_summary(res: AnalysisResult, source: Path | str | None = None) -> str
                      f"{_fmt(d['cycle'].get('fps'), ' fps', 1)} from {d['cycle'].get('fps_source')})")
     lines.append(f"p(TTS) = {res.p_tts:.2f} -> {res.label}   [model: {d['model'].get('name')}; "
                  f"{d['model'].get('trained_on')}]")
+    ind = d["model"].get("in_distribution")
+    if ind is not None:
+        lines.append(f"like the model's training data: {'yes' if ind['in_distribution'] else 'NO'} "
+                     f"(score {_fmt(ind['score'])}, threshold {_fmt(ind['threshold'])})")
+    if d["status"] != "complete":
+        for what, w in d["withheld"].items():
+            lines.append(f"PARTIAL: {what} withheld ({w['code']}): {w['reason']}")
     per_beat = [b.get("p_tts") for b in d["cycle"].get("beats", [])]
     scored = " (p(TTS) per beat " + " / ".join(_fmt(p) for p in per_beat) + ")" if len(per_beat) > 1 else ""
     lines.append(f"heart rate {_fmt(d['cycle'].get('heart_rate_bpm'), ' bpm', 0)}, "
