@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 BLOCK = "import sys; sys.modules['torch'] = None  # as if PyTorch were not installed\n"
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=300)
+def _run(code: str, block: bool = True) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter outside the checkout (so that the INSTALLED package is
+    imported, as the other tests do), with torch blocked unless ``block`` is False."""
+    return subprocess.run([sys.executable, "-c", (BLOCK if block else "") + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
 
 
 def test_analyze_runs_without_torch():
@@ -46,11 +49,11 @@ def test_what_needs_torch_names_the_extra():
 
 
 def test_a_normal_analyze_does_not_import_torch():
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+    r = _run("""
         import sys, ttsfast
         from ttsfast.demo import demo_clip_path
         ttsfast.analyze(demo_clip_path())
         print("torch" in sys.modules)
-    """)], capture_output=True, text=True, timeout=300)
+    """, block=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "False"
