@@ -150,15 +150,30 @@ def plot_mechanics(result: AnalysisResult, path: str | os.PathLike) -> None:
 
 def _plot_withheld(plt: Any, result: AnalysisResult, path: str | os.PathLike) -> None:
     """``mechanics.png`` of a partial result: why the mechanics were withheld and how to supply
-    landmarks, in place of the curves."""
+    landmarks, in place of the curves, beside the end-diastolic frame with the landmarks that
+    were not trusted (when there are any)."""
     import textwrap
 
     info = result.withheld.get("mechanics") or {"code": "unknown", "reason": "no mechanics in this result"}
     text = "\n".join(textwrap.fill(t, 110) for t in (
         f"Mechanics withheld ({info.get('code')})", info.get("reason", ""), info.get("hint", "")) if t)
-    fig, ax = plt.subplots(figsize=(11, 2.6))
+    lm = result.landmarks or {}
+    pts = {n: lm.get(n) for n in ("septal_annulus", "lateral_annulus", "apex")}
+    show_frame = result.beat is not None and all(v is not None for v in pts.values())
+    fig, axes = plt.subplots(1, 2 if show_frame else 1, figsize=(11, 4.2 if show_frame else 2.6),
+                             gridspec_kw={"width_ratios": [1, 1.6]} if show_frame else None, squeeze=False)
+    ax = axes[0, -1]
     ax.axis("off")
-    ax.text(0.0, 1.0, text, va="top", ha="left", fontsize=9, family="monospace", transform=ax.transAxes)
+    ax.text(0.0, 1.0, text, va="top", ha="left", fontsize=8, family="monospace", transform=ax.transAxes)
+    if show_frame:
+        a0 = axes[0, 0]
+        a0.imshow(result.beat.frames[0], cmap="gray", vmin=0, vmax=255)
+        for name, (x, y) in pts.items():  # grid px, as the beat's frames
+            a0.plot(x, y, "x", color="red", ms=9, mew=2)
+            a0.annotate(name.split("_")[0], (x, y), color="red", fontsize=7, xytext=(4, -4), textcoords="offset points")
+        a0.set_title(f"end-diastole: {lm.get('source')} landmarks, not trusted", fontsize=9)
+        a0.set_xticks([]); a0.set_yticks([])
+    fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
