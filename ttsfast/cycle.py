@@ -322,38 +322,56 @@ def detect_cycles(
     # the mean for the beats and end-systole (the leaflets opening mark the E' onset), the
     # trimmed mean for the sub-frame end-diastole (the leaflets closing would pull it late)
     v, v_ed = _signals(flow, mask, axis, (0.0, ED_TRIM))
-    n_frames = v.size + 1
-    warnings: list[str] = []
     if not np.all(np.isfinite(v)):
         raise QualityError("the flow contains NaN or infinite values; recompute it")
     if np.abs(v).max() < 1e-3:
         raise QualityError("no motion in the clip (mean tissue velocity < 0.001 px/frame): nothing to measure")
+    args = (fps, min_bpm, max_bpm, min_confidence, ivrt_s)
+    if single_beat is not None:
+        return _cycles_from_signals(v, v_ed, *args, single_beat=bool(single_beat))
+    # a clip of one beat, ED to ED (the study's format), is read as one; a clip in which the
+    # motion's extrema find a beat inside the clip keeps that beat
+    try:
+        res = _cycles_from_signals(v, v_ed, *args, single_beat=False)
+    except QualityError as exc:
+        one, why = looks_like_one_beat(v)
+        if not one:
+            raise QualityError(f"{exc} (nor does its motion look like one beat: {why})") from None
+    else:
+        spans = len(res.beats) == 1 and res.beats[0][0] <= 2 and res.beats[0][2] >= v.size - 2
+        if not spans or _periodicity(v, fps, min_bpm, max_bpm, min_confidence)[2]:
+            return res
+        one, why = looks_like_one_beat(v)
+        if not one:
+            return res
+    res = _cycles_from_signals(v, v_ed, *args, single_beat=True)
+    res.warnings.insert(0, f"read as one beat, end-diastole at the first and last frames ({why}); "
+                        "pass single_beat=False if the clip is not one beat")
+    return res
 
+
+def _periodicity(v: np.ndarray, fps: float | None, min_bpm: float, max_bpm: float,
+                 min_confidence: float) -> tuple[float, float, bool, float, float]:
+    """Autocorrelation period of the velocity ``v [T-1]`` within the plausible heart rates:
+    ``(period_frames, peak, periodic, pmin, pmax)``; ``periodic`` when the peak reaches
+    ``min_confidence`` (needs ~1.3 periods in the clip; without fps the period is searched
+    between 8 frames and the clip)."""
     if fps is not None:
         pmin, pmax = 60.0 * fps / max_bpm, 60.0 * fps / min_bpm
     else:
         pmin, pmax = 8.0, np.inf
-    # periodicity by autocorrelation needs ~1.3 periods in the clip
     pmax_ac = min(pmax, (v.size - 1) / 1.3)
     period_ac, conf = (float("nan"), 0.0) if pmax_ac < pmin else _period(v, pmin, pmax_ac)
-    periodic = bool(np.isfinite(period_ac) and conf >= min_confidence)
-    if single_beat is None:
-        # a clip of one beat, ED to ED (the study's format), is read as one; a clip in which the
-        # motion's extrema find a beat inside the clip keeps that beat
-        try:
-            res = detect_cycles(flow, fps=fps, mask=mask, axis=axis, min_bpm=min_bpm, max_bpm=max_bpm,
-                                single_beat=False, min_confidence=min_confidence, ivrt_s=ivrt_s)
-            spans = len(res.beats) == 1 and res.beats[0][0] <= 2 and res.beats[0][2] >= n_frames - 3
-            if not (spans and not periodic and looks_like_one_beat(v)[0]):
-                return res
-            one, why = True, looks_like_one_beat(v)[1]
-        except QualityError as exc:
-            one, why = looks_like_one_beat(v)
-            if not one:
-                raise QualityError(f"{exc} (nor does its motion look like one beat: {why})") from None
-        warnings.append(f"read as one beat, end-diastole at the first and last frames ({why}); "
-                        "pass single_beat=False if the clip is not one beat")
-        single_beat = True
+    return period_ac, conf, bool(np.isfinite(period_ac) and conf >= min_confidence), pmin, pmax
+
+
+def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min_bpm: float, max_bpm: float,
+                         min_confidence: float, ivrt_s: float, *, single_beat: bool) -> CycleResult:
+    """:func:`detect_cycles` on its longitudinal signals: ``v [T-1]`` the mean tissue velocity
+    (px/frame, toward the apex positive) and ``v_ed`` the trimmed one used for the sub-frame
+    end-diastoles; ``single_beat`` True reads the clip as one beat, False searches the beats."""
+    n_frames = v.size + 1
+    warnings: list[str] = []
     if single_beat:
         p = np.concatenate([[0.0], np.cumsum(v)])
         closure = p[-1]
@@ -379,6 +397,7 @@ def detect_cycles(
                            np.array([0, n_frames - 1]), np.array([es]), p, warnings,
                            [(0.0, _refine_min(-p, es), float(n_frames - 1))])
 
+    period_ac, conf, periodic, pmin, pmax = _periodicity(v, fps, min_bpm, max_bpm, min_confidence)
     if fps is None:
         warnings.append("fps unknown: period searched in frames only, heart rate not measured")
     if not periodic:
