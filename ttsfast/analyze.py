@@ -199,8 +199,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
                       with_cam=saliency in (True, "cam"), with_features=True)
         p_tts = float(out.p_tts[0])
         label = "TTS" if p_tts >= 0.5 else "STEMI"
-        card = _card_summary(model, model_card)
-        card["in_distribution"] = _in_distribution(model, model_card, out, warnings)
+        card = _model_summary(model, model_card, out, warnings)
         if score_all_beats:
             p_beats = _score_other_beats(prep.frames, flow, prep.mask, cyc.beats, beat, p_tts, model,
                                          _DEVICES[device])
@@ -459,37 +458,33 @@ def _tracks_on_beat(tracks: dict[str, np.ndarray], n: int) -> dict[str, np.ndarr
     return {k: v for k, v in tracks.items() if v.ndim in (2, 3) and v.shape[0] == n and v.shape[-1] == 2}
 
 
-def _card_summary(model: Any, model_card: Any) -> dict[str, Any]:
-    """name, sha256, trained_on (and the not-for-patients note) of the model in use."""
-    if model is not None and Path(model).suffix.lower() == ".pt":
-        return {"name": Path(model).name, "sha256": None, "trained_on": "user checkpoint (unknown)"}
-    try:
-        card = model_card(model)
-    except TTSFastError as exc:
-        return {"name": Path(model).name if model else "default", "sha256": None, "trained_on": None,
-                "card_error": str(exc)}
-    return {"name": card.get("name"), "sha256": card.get("sha256"), "trained_on": card.get("trained_on"),
-            "warning": card.get("warning")}
-
-
-def _in_distribution(model: Any, model_card: Any, out: Any, warnings: list[str]) -> dict | None:
-    """``model.in_distribution``: score and flag of the clip's pooled features under the card's
-    feature statistics (None for ``.pt`` checkpoints and for cards without statistics); a
-    warning when the clip is outside them."""
+def _model_summary(model: Any, model_card: Any, out: Any, warnings: list[str]) -> dict[str, Any]:
+    """The report's ``model``: name, sha256, trained_on (and the not-for-patients note) of the
+    model in use, and ``in_distribution``, the score and flag of the clip's pooled features
+    under the card's feature statistics (None for ``.pt`` checkpoints and for cards without
+    statistics; a warning when the clip is outside them). The card is read once."""
     from .model.ood import in_distribution, ood_warning
 
     if model is not None and Path(model).suffix.lower() == ".pt":
-        return None
+        return {"name": Path(model).name, "sha256": None, "trained_on": "user checkpoint (unknown)",
+                "in_distribution": None}
     try:
-        full = model_card(model)
-        res = in_distribution(out.features_spatial[0], out.features_temporal[0], full)
+        card = model_card(model)
     except TTSFastError as exc:
         warnings.append(f"model: out-of-distribution check skipped: {exc}")
-        return None
-    w = ood_warning(res, full)
+        return {"name": Path(model).name if model else "default", "sha256": None, "trained_on": None,
+                "card_error": str(exc), "in_distribution": None}
+    summary = {"name": card.get("name"), "sha256": card.get("sha256"), "trained_on": card.get("trained_on"),
+               "warning": card.get("warning"), "in_distribution": None}
+    try:
+        summary["in_distribution"] = in_distribution(out.features_spatial[0], out.features_temporal[0], card)
+    except TTSFastError as exc:
+        warnings.append(f"model: out-of-distribution check skipped: {exc}")
+        return summary
+    w = ood_warning(summary["in_distribution"], card)
     if w:
         warnings.append(w)
-    return res
+    return summary
 
 
 def _gradcam_maps(model: Any, spatial: np.ndarray, temporal: np.ndarray, target: int,
