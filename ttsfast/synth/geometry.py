@@ -11,6 +11,7 @@ positive toward the anterolateral wall.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -144,6 +145,214 @@ def _resample_polyline(pts: np.ndarray, n: int) -> np.ndarray:
     return np.stack([np.interp(t, c, pts[:, 0]), np.interp(t, c, pts[:, 1])], axis=1)
 
 
+def _lv_frame_mapper(apex: np.ndarray, e_s: np.ndarray,
+                     e_n: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Map LV-frame points to the probe frame.
+
+    Parameters
+    ----------
+    apex : ndarray [2]
+        Endocardial LV apex (x, y), probe-frame mm.
+    e_s, e_n : ndarray [2]
+        Unit vectors of the long axis (apex -> base) and across it.
+
+    Returns
+    -------
+    callable
+        ``to_probe(sn)``: LV-frame (s, n) points [N, 2] mm -> probe-frame (x, y) [N, 2] mm.
+    """
+    def to_probe(sn: np.ndarray) -> np.ndarray:
+        return apex + sn[:, :1] * e_s + sn[:, 1:2] * e_n
+
+    return to_probe
+
+
+def _lv_walls(L: float, W: float, h: float, qf: float, to_probe: Callable, n_wall_points: int
+              ) -> tuple[dict, dict, dict]:
+    """Endocardium, epicardium and mid-wall of both LV walls.
+
+    Parameters
+    ----------
+    L, W, h : float
+        LV length, largest cavity half-width and wall thickness, mm.
+    qf : float
+        Apical cap fraction of ``L`` (see :func:`cavity_halfwidth`).
+    to_probe : callable
+        LV frame -> probe frame, see :func:`_lv_frame_mapper`.
+    n_wall_points : int
+        Mid-wall points per wall.
+
+    Returns
+    -------
+    endo, epi : dict
+        ``"inferoseptal"``/``"anterolateral"`` -> [N, 2] LV-frame (s, n) mm, apex first.
+    mid : dict
+        Same keys -> [n_wall_points, 2] probe-frame mm, annulus first, apex last (the apex
+        point shared exactly by both walls).
+    """
+    endo = {}
+    epi = {}
+    mid = {}
+    for name, side in (("inferoseptal", -1.0), ("anterolateral", 1.0)):
+        e = _endo_curve(L, W, side, apex_frac=qf)
+        endo[name] = e
+        epi[name] = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h)
+        m = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h / 2.0)
+        # annulus first, apex last
+        mid[name] = to_probe(_resample_polyline(m[::-1], n_wall_points))
+    # the two mid-wall curves share the apex point exactly
+    apex_mid = 0.5 * (mid["inferoseptal"][-1] + mid["anterolateral"][-1])
+    for name in mid:
+        mid[name][-1] = apex_mid
+    return endo, epi, mid
+
+
+def _lv_polygons(polys: dict, endo: dict, epi: dict, h: float, to_probe: Callable) -> None:
+    """Add the LV cavity (endocardium closed by the valve plane), the myocardium ring and
+    the lateral pericardium band (``h`` to ``h + 3`` mm outside the lateral endocardium) to
+    ``polys`` (probe-frame mm)."""
+    cav = np.concatenate([endo["inferoseptal"][::-1], endo["anterolateral"]], axis=0)
+    myo = np.concatenate([epi["inferoseptal"][::-1], epi["anterolateral"],
+                          endo["anterolateral"][::-1], endo["inferoseptal"]], axis=0)
+    polys["lv_cavity"] = to_probe(cav)
+    polys["lv_myocardium"] = to_probe(myo)
+    # pericardium: a bright band outside the lateral wall and around the apex
+    peri_in = _offset_curve(endo["anterolateral"][:, 0], np.abs(endo["anterolateral"][:, 1]), 1.0, h)
+    peri_out = _offset_curve(endo["anterolateral"][:, 0], np.abs(endo["anterolateral"][:, 1]), 1.0, h + 3.0)
+    polys["pericardium_lat"] = to_probe(np.concatenate([peri_in, peri_out[::-1]], axis=0))
+
+
+def _la_polygons(polys: dict, L: float, W: float, la_len: float, to_probe: Callable) -> None:
+    """Add the left atrium (a rounded sac ``la_len`` mm long below the mitral annulus of an
+    LV ``L`` mm long, ``W`` mm half-wide) and its wall to ``polys`` (probe-frame mm)."""
+    t = np.linspace(0, np.pi, 60)
+    la_w = 0.9 * W
+    la_c_s = L + 2.0
+    la = np.stack([la_c_s + la_len * np.sin(t), -la_w * np.cos(t) + 0.15 * la_w], axis=1)
+    la = np.concatenate([[[L, -W * 0.86 + 0.0]], la, [[L, W * 0.86]]], axis=0)
+    polys["la_cavity"] = to_probe(la)
+    la_out = np.stack([la_c_s + (la_len + 3.0) * np.sin(t), -(la_w + 3.0) * np.cos(t) + 0.15 * la_w], axis=1)
+    polys["la_wall"] = to_probe(la_out)
+
+
+def _rv_polygons(polys: dict, sep_epi: np.ndarray, L: float, rv: float,
+                 to_probe: Callable) -> tuple[np.ndarray, np.ndarray]:
+    """Add the right ventricle (left of the septum, n < 0; its apex lower than the LV
+    apex), its free wall and the pericardium outside it to ``polys`` (probe-frame mm).
+
+    Parameters
+    ----------
+    sep_epi : ndarray [N, 2]
+        Septal epicardium, LV-frame (s, n) mm.
+    L : float
+        LV length, mm.
+    rv : float
+        RV size factor (1 = typical, 34 mm largest width).
+
+    Returns
+    -------
+    tv_sep, tv_lat : ndarray [2]
+        Septal and lateral tricuspid annulus points, LV-frame (s, n) mm.
+    """
+    s_rv_apex = 0.22 * L
+    s_tv = 0.90 * L
+    keep = (sep_epi[:, 0] >= s_rv_apex) & (sep_epi[:, 0] <= s_tv)
+    sept_edge = sep_epi[keep]
+    n_edge_end = sept_edge[-1, 1]
+    u = np.linspace(0.0, 1.0, 60)  # 0 at the tricuspid annulus, 1 at the RV apex
+    s_free = s_tv + (s_rv_apex - s_tv) * u
+    n_sept = np.interp(s_free, sept_edge[:, 0], sept_edge[:, 1])
+    width = 34.0 * rv * (1.0 - u ** 1.6) ** 0.75
+    n_free = n_sept - width
+    free = np.stack([s_free, n_free], axis=1)
+    polys["rv_cavity"] = to_probe(np.concatenate([sept_edge, free], axis=0))
+    free_out = _offset_curve(free[:, 0], -free[:, 1], -1.0, 4.0)
+    free_out2 = _offset_curve(free[:, 0], -free[:, 1], -1.0, 7.0)
+    polys["rv_free_wall"] = to_probe(np.concatenate([free, free_out[::-1]], axis=0))
+    polys["pericardium_rv"] = to_probe(np.concatenate([free_out, free_out2[::-1]], axis=0))
+    return np.array([s_tv, n_edge_end]), free[0]
+
+
+def _ra_polygons(polys: dict, tv_sep: np.ndarray, tv_lat: np.ndarray, la_len: float,
+                 to_probe: Callable) -> None:
+    """Add the right atrium (under the tricuspid annulus ``tv_sep``-``tv_lat``, LV-frame
+    mm; 0.85 ``la_len`` mm long) and its wall to ``polys`` (probe-frame mm)."""
+    ra_c = 0.5 * (tv_sep + tv_lat)
+    ra_w = 0.5 * abs(tv_sep[1] - tv_lat[1]) + 2.0
+    ra_len = 0.85 * la_len
+    t2 = np.linspace(0, np.pi, 60)
+    ra = np.stack([ra_c[0] + ra_len * np.sin(t2), ra_c[1] - ra_w * np.cos(t2)], axis=1)
+    polys["ra_cavity"] = to_probe(np.concatenate([[tv_lat], ra, [tv_sep]], axis=0))
+    ra_out = np.stack([ra_c[0] + (ra_len + 3) * np.sin(t2), ra_c[1] - (ra_w + 3) * np.cos(t2)], axis=1)
+    polys["ra_wall"] = to_probe(ra_out)
+
+
+def _valve_polygons(polys: dict, mid: dict, apex: np.ndarray, e_s: np.ndarray, e_n: np.ndarray,
+                    h: float, W: float, rv: float, tv_sep: np.ndarray, tv_lat: np.ndarray,
+                    to_probe: Callable) -> None:
+    """Add the closed mitral and tricuspid leaflets (thin lines from the annuli) and the
+    four annulus points (mitral septal, mitral lateral, tricuspid septal, tricuspid lateral)
+    to ``polys`` (probe-frame mm).
+
+    Parameters
+    ----------
+    mid : dict
+        Mid-wall points, probe-frame mm, annulus first (see :func:`_lv_walls`).
+    apex, e_s, e_n : ndarray [2]
+        LV frame: apex (mm) and unit vectors.
+    h, W : float
+        Wall thickness and largest cavity half-width, mm.
+    rv : float
+        RV size factor.
+    tv_sep, tv_lat : ndarray [2]
+        Tricuspid annulus points, LV-frame (s, n) mm.
+    """
+    # annulus points (mid-wall) in the LV frame
+    ann_sep = mid["inferoseptal"][0]
+    ann_lat = mid["anterolateral"][0]
+    s_sep, n_sep = (ann_sep - apex) @ e_s, (ann_sep - apex) @ e_n
+    s_lat, n_lat = (ann_lat - apex) @ e_s, (ann_lat - apex) @ e_n
+    s_tv, n_edge_end = tv_sep
+    polys["mitral_leaflets"] = [
+        to_probe(np.array([[s_sep, n_sep + h / 2], [s_sep - 9.0, n_sep + h / 2 + 0.45 * W]])),
+        to_probe(np.array([[s_lat, n_lat - h / 2], [s_lat - 9.0, n_lat - h / 2 - 0.45 * W]])),
+    ]
+    polys["tricuspid_leaflets"] = [
+        to_probe(np.array([[s_tv, n_edge_end], [s_tv - 8.0, n_edge_end - 10.0 * rv]])),
+        to_probe(np.array([tv_lat, tv_lat + np.array([-8.0, 10.0 * rv])])),
+    ]
+    polys["annuli"] = [to_probe(np.array([[s_sep, n_sep]]))[0], to_probe(np.array([[s_lat, n_lat]]))[0],
+                       to_probe(np.array([[s_tv, n_edge_end]]))[0], to_probe(np.array([tv_lat]))[0]]
+
+
+def _posterior_pericardium(L: float, W: float, la_len: float, tv_lat: np.ndarray,
+                           to_probe: Callable) -> np.ndarray:
+    """Posterior pericardium: an arc [40, 2] (probe-frame mm) beneath both atria (LV length
+    ``L``, half-width ``W``, LA length ``la_len`` mm; ``tv_lat`` LV-frame mm)."""
+    t3 = np.linspace(0.15 * np.pi, 0.85 * np.pi, 40)
+    back_c = np.array([L + 0.5 * la_len, 0.5 * (tv_lat[1] + W)])
+    back_w = 0.5 * (W - tv_lat[1]) + 10.0
+    return to_probe(np.stack(
+        [back_c[0] + (0.5 * la_len + 9.0) * np.sin(t3), back_c[1] - back_w * np.cos(t3)], axis=1))
+
+
+def _papillary_polygons(pap: list, L: float, s_grid: np.ndarray, w_of_s: np.ndarray,
+                        to_probe: Callable) -> list[np.ndarray]:
+    """Papillary muscles (variety mode): ellipses [40, 2] (probe-frame mm) standing on the
+    mid walls in the cavity, one per ``[side, s_frac, length_mm, width_mm]`` of ``pap``
+    (``side`` -1 septal / +1 lateral, ``s_frac`` position along ``L``)."""
+    t4 = np.linspace(0.0, 2 * np.pi, 40, endpoint=False)
+    out = []
+    for side, s_frac, length_mm, width_mm in pap:
+        sc_ = float(s_frac) * L
+        w_here = float(np.interp(sc_, s_grid, w_of_s))
+        n_c = float(side) * (w_here - 0.35 * float(width_mm))
+        el = np.stack([sc_ + 0.5 * float(length_mm) * np.cos(t4),
+                       n_c + 0.5 * float(width_mm) * np.sin(t4)], axis=1)
+        out.append(to_probe(el))
+    return out
+
+
 def build_geometry(p: dict, n_wall_points: int = 41) -> Geometry:
     """Build the reference geometry from drawn parameters.
 
@@ -166,115 +375,21 @@ def build_geometry(p: dict, n_wall_points: int = 41) -> Geometry:
     qf = float(p.get("lv_apex_frac", 0.62))
     s_grid = np.arange(-60.0, L + 120.0, 0.5)
     w_of_s = cavity_halfwidth(s_grid, L, W, qf)
-
-    def to_probe(sn: np.ndarray) -> np.ndarray:
-        return apex + sn[:, :1] * e_s + sn[:, 1:2] * e_n
+    to_probe = _lv_frame_mapper(apex, e_s, e_n)
+    rv = float(p["rv_scale"])
+    la_len = float(p["la_length_mm"])
 
     polys: dict = {}
-    endo = {}
-    epi = {}
-    mid = {}
-    for name, side in (("inferoseptal", -1.0), ("anterolateral", 1.0)):
-        e = _endo_curve(L, W, side, apex_frac=qf)
-        endo[name] = e
-        epi[name] = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h)
-        m = _offset_curve(e[:, 0], np.abs(e[:, 1]), side, h / 2.0)
-        # annulus first, apex last
-        mid[name] = to_probe(_resample_polyline(m[::-1], n_wall_points))
-    # the two mid-wall curves share the apex point exactly
-    apex_mid = 0.5 * (mid["inferoseptal"][-1] + mid["anterolateral"][-1])
-    for name in mid:
-        mid[name][-1] = apex_mid
-
-    # LV cavity (endocardium closed by the valve plane) and myocardium ring
-    cav = np.concatenate([endo["inferoseptal"][::-1], endo["anterolateral"]], axis=0)
-    myo = np.concatenate([epi["inferoseptal"][::-1], epi["anterolateral"],
-                          endo["anterolateral"][::-1], endo["inferoseptal"]], axis=0)
-    polys["lv_cavity"] = to_probe(cav)
-    polys["lv_myocardium"] = to_probe(myo)
-    # pericardium: a bright band outside the lateral wall and around the apex
-    peri_in = _offset_curve(endo["anterolateral"][:, 0], np.abs(endo["anterolateral"][:, 1]), 1.0, h)
-    peri_out = _offset_curve(endo["anterolateral"][:, 0], np.abs(endo["anterolateral"][:, 1]), 1.0, h + 3.0)
-    polys["pericardium_lat"] = to_probe(np.concatenate([peri_in, peri_out[::-1]], axis=0))
-
-    # annulus points (mid-wall) in the LV frame
-    ann_sep = mid["inferoseptal"][0]
-    ann_lat = mid["anterolateral"][0]
-    s_sep, n_sep = (ann_sep - apex) @ e_s, (ann_sep - apex) @ e_n
-    s_lat, n_lat = (ann_lat - apex) @ e_s, (ann_lat - apex) @ e_n
-
-    # left atrium: a rounded sac below the mitral annulus
-    la_len = float(p["la_length_mm"])
-    t = np.linspace(0, np.pi, 60)
-    la_w = 0.9 * W
-    la_c_s = L + 2.0
-    la = np.stack([la_c_s + la_len * np.sin(t), -la_w * np.cos(t) + 0.15 * la_w], axis=1)
-    la = np.concatenate([[[L, -W * 0.86 + 0.0]], la, [[L, W * 0.86]]], axis=0)
-    polys["la_cavity"] = to_probe(la)
-    la_out = np.stack([la_c_s + (la_len + 3.0) * np.sin(t), -(la_w + 3.0) * np.cos(t) + 0.15 * la_w], axis=1)
-    polys["la_wall"] = to_probe(la_out)
-
-    # right ventricle: left of the septum (n < 0), apex lower than the LV apex
-    rv = float(p["rv_scale"])
-    sep_epi = epi["inferoseptal"]
-    s_rv_apex = 0.22 * L
-    s_tv = 0.90 * L
-    keep = (sep_epi[:, 0] >= s_rv_apex) & (sep_epi[:, 0] <= s_tv)
-    sept_edge = sep_epi[keep]
-    n_edge_end = sept_edge[-1, 1]
-    u = np.linspace(0.0, 1.0, 60)  # 0 at the tricuspid annulus, 1 at the RV apex
-    s_free = s_tv + (s_rv_apex - s_tv) * u
-    n_sept = np.interp(s_free, sept_edge[:, 0], sept_edge[:, 1])
-    width = 34.0 * rv * (1.0 - u ** 1.6) ** 0.75
-    n_free = n_sept - width
-    free = np.stack([s_free, n_free], axis=1)
-    polys["rv_cavity"] = to_probe(np.concatenate([sept_edge, free], axis=0))
-    free_out = _offset_curve(free[:, 0], -free[:, 1], -1.0, 4.0)
-    free_out2 = _offset_curve(free[:, 0], -free[:, 1], -1.0, 7.0)
-    polys["rv_free_wall"] = to_probe(np.concatenate([free, free_out[::-1]], axis=0))
-    polys["pericardium_rv"] = to_probe(np.concatenate([free_out, free_out2[::-1]], axis=0))
-
-    # right atrium under the tricuspid annulus
-    tv_sep = np.array([s_tv, n_edge_end])
-    tv_lat = free[0]
-    ra_c = 0.5 * (tv_sep + tv_lat)
-    ra_w = 0.5 * abs(tv_sep[1] - tv_lat[1]) + 2.0
-    ra_len = 0.85 * la_len
-    t2 = np.linspace(0, np.pi, 60)
-    ra = np.stack([ra_c[0] + ra_len * np.sin(t2), ra_c[1] - ra_w * np.cos(t2)], axis=1)
-    polys["ra_cavity"] = to_probe(np.concatenate([[tv_lat], ra, [tv_sep]], axis=0))
-    ra_out = np.stack([ra_c[0] + (ra_len + 3) * np.sin(t2), ra_c[1] - (ra_w + 3) * np.cos(t2)], axis=1)
-    polys["ra_wall"] = to_probe(ra_out)
-
-    # mitral and tricuspid leaflets (closed position): thin lines from the annuli
-    polys["mitral_leaflets"] = [
-        to_probe(np.array([[s_sep, n_sep + h / 2], [s_sep - 9.0, n_sep + h / 2 + 0.45 * W]])),
-        to_probe(np.array([[s_lat, n_lat - h / 2], [s_lat - 9.0, n_lat - h / 2 - 0.45 * W]])),
-    ]
-    polys["tricuspid_leaflets"] = [
-        to_probe(np.array([[s_tv, n_edge_end], [s_tv - 8.0, n_edge_end - 10.0 * rv]])),
-        to_probe(np.array([tv_lat, tv_lat + np.array([-8.0, 10.0 * rv])])),
-    ]
-
-    polys["annuli"] = [to_probe(np.array([[s_sep, n_sep]]))[0], to_probe(np.array([[s_lat, n_lat]]))[0],
-                       to_probe(np.array([[s_tv, n_edge_end]]))[0], to_probe(np.array([tv_lat]))[0]]
-    t3 = np.linspace(0.15 * np.pi, 0.85 * np.pi, 40)
-    back_c = np.array([L + 0.5 * la_len, 0.5 * (tv_lat[1] + W)])
-    back_w = 0.5 * (W - tv_lat[1]) + 10.0
-    polys["posterior_pericardium"] = to_probe(np.stack(
-        [back_c[0] + (0.5 * la_len + 9.0) * np.sin(t3), back_c[1] - back_w * np.cos(t3)], axis=1))
-    # papillary muscles (variety mode): ellipses standing on the mid walls in the cavity
+    endo, epi, mid = _lv_walls(L, W, h, qf, to_probe, n_wall_points)
+    _lv_polygons(polys, endo, epi, h, to_probe)
+    _la_polygons(polys, L, W, la_len, to_probe)
+    tv_sep, tv_lat = _rv_polygons(polys, epi["inferoseptal"], L, rv, to_probe)
+    _ra_polygons(polys, tv_sep, tv_lat, la_len, to_probe)
+    _valve_polygons(polys, mid, apex, e_s, e_n, h, W, rv, tv_sep, tv_lat, to_probe)
+    polys["posterior_pericardium"] = _posterior_pericardium(L, W, la_len, tv_lat, to_probe)
     pap = p.get("papillary")
     if pap:
-        t4 = np.linspace(0.0, 2 * np.pi, 40, endpoint=False)
-        polys["papillary"] = []
-        for side, s_frac, length_mm, width_mm in pap:
-            sc_ = float(s_frac) * L
-            w_here = float(np.interp(sc_, s_grid, w_of_s))
-            n_c = float(side) * (w_here - 0.35 * float(width_mm))
-            el = np.stack([sc_ + 0.5 * float(length_mm) * np.cos(t4),
-                           n_c + 0.5 * float(width_mm) * np.sin(t4)], axis=1)
-            polys["papillary"].append(to_probe(el))
+        polys["papillary"] = _papillary_polygons(pap, L, s_grid, w_of_s, to_probe)
     return Geometry(
         apex=apex, e_s=e_s, e_n=e_n, length=L, halfwidth=W, wall=h, s_grid=s_grid,
         w_of_s=w_of_s, midwall=mid, depth=float(p["depth_mm"]),

@@ -83,14 +83,10 @@ def _scale(v, f: float) -> list:
     return (np.asarray(v, dtype=np.float64) * f).tolist()
 
 
-def apply_variety(p: dict, rng: np.random.Generator) -> dict:
-    """Draw the variety (in place) before the heart is framed in the sector.
-
-    Returns the summary of the categorical draws (also stored as ``p["variety_info"]``); the
-    framing is finished by :func:`finish_variety` once the heart is placed."""
+def _draw_imaging(p: dict, rng: np.random.Generator) -> None:
+    """Draw the speckle size (mm, rad), gain, TGC and dynamic range (dB), noise factor,
+    texture and anisotropy (dB) and the faint blood echo (dB, in 35 %) into ``p``."""
     u = rng.uniform
-    info: dict = {}
-    # ---- imaging
     p["axial_sigma_mm"] = u(0.45, 1.0)
     p["lateral_sigma_rad"] = u(0.010, 0.024)
     p["min_lateral_mm"] = u(0.9, 1.8)
@@ -102,7 +98,13 @@ def apply_variety(p: dict, rng: np.random.Generator) -> dict:
     p["texture_db"] = u(3.0, 9.0)
     p["anisotropy_db"] = u(2.0, 14.0)
     p["blood_db"] = u(-36.0, -26.0) if rng.random() < 0.35 else None
-    # ---- clutter and dropout
+
+
+def _draw_clutter_dropout(p: dict, rng: np.random.Generator, info: dict) -> None:
+    """Draw the near-field haze (dB, mm), the reverberation band (dB; in 50 %, its depth
+    offset from the apex in mm goes to ``info``) and the lateral-wall dropout (a band in
+    70 %, else a patch; its kind goes to ``info``) into ``p``."""
+    u = rng.uniform
     p["clutter_db"] = u(-20.0, 2.0)
     p["clutter_near_mm"] = u(20.0, 40.0)
     reverb = rng.random() < 0.5
@@ -119,13 +121,24 @@ def apply_variety(p: dict, rng: np.random.Generator) -> dict:
         p["dropout_sigma_mm"], p["dropout_sigma_rad"] = 12.0, 0.05
         info["dropout"] = "patch"
     p["dropout_pos"] = u(0.3, 0.7)
-    # ---- sector
+
+
+def _draw_sector(p: dict, rng: np.random.Generator) -> None:
+    """Draw the sector half angle (deg), depth (mm), apex position (mm) and LV tilt (deg)
+    into ``p`` (the framing in :func:`finish_variety` may still change them)."""
+    u = rng.uniform
     p["half_angle_deg"] = u(30.0, 45.0)
     p["depth_mm"] = u(120.0, 240.0)
     p["apex_depth_mm"] = u(18.0, 50.0)
     p["apex_x_mm"] = u(-5.0, 18.0)
     p["tilt_deg"] = u(0.0, 28.0)
-    # ---- heart
+
+
+def _draw_heart(p: dict, rng: np.random.Generator, info: dict) -> None:
+    """Draw the kind of heart (typical 60 %, dilated 20 %, foreshortened 20 %; into
+    ``info``) and its LV and LA size (mm), apex shape and, when dilated, its reduced
+    function, into ``p``."""
+    u = rng.uniform
     kind = rng.choice(["typical", "dilated", "foreshortened"], p=[0.6, 0.2, 0.2])
     info["heart"] = str(kind)
     if kind == "typical":
@@ -152,6 +165,13 @@ def apply_variety(p: dict, rng: np.random.Generator) -> dict:
         p["lv_length_mm"] = float(p["lv_length_mm"]) * u(0.70, 0.85)
         p["lv_apex_frac"] = u(0.40, 0.52)
         p["la_length_mm"] = u(30.0, 60.0)
+
+
+def _draw_valves_papillary(p: dict, rng: np.random.Generator) -> None:
+    """Draw the RV size factor, the leaflet level (dB) and the papillary muscles (in 50 %
+    a lateral one, in 30 % of those also a septal one; ``[side, s_frac, length_mm,
+    width_mm]``) with their level (dB) into ``p``."""
+    u = rng.uniform
     p["rv_scale"] = u(0.6, 1.6)
     p["leaflet_db"] = u(-6.0, 8.0)
     pap = []
@@ -161,7 +181,13 @@ def apply_variety(p: dict, rng: np.random.Generator) -> dict:
             pap.append([-1.0, u(0.5, 0.7), u(10.0, 18.0), u(5.0, 8.0)])
     p["papillary"] = pap or None
     p["papillary_db"] = u(-8.0, 2.0) if pap else None
-    # ---- display and output
+
+
+def _draw_display(p: dict, rng: np.random.Generator, info: dict) -> None:
+    """Draw mirroring, the framing (``sector``/``zoom``/``echonet``; with its fill, jitter
+    and top fraction into ``info``), the output grid (px), frame rate (frames/s), a
+    provisional ``mm_per_px`` and the overlays into ``p``."""
+    u = rng.uniform
     p["mirrored"] = bool(rng.random() < 0.35)
     mode = str(rng.choice(["sector", "zoom", "echonet"], p=[0.4, 0.35, 0.25]))
     info["framing"] = mode
@@ -179,6 +205,22 @@ def apply_variety(p: dict, rng: np.random.Generator) -> dict:
     p["height"], p["width"] = H, W
     p["mm_per_px"] = 1.1 * float(p["depth_mm"]) / H  # provisional: set by finish_variety
     p["overlays"] = bool(H >= 192 and rng.random() < 0.3)
+
+
+def apply_variety(p: dict, rng: np.random.Generator) -> dict:
+    """Draw the variety (in place) before the heart is framed in the sector.
+
+    Returns the summary of the categorical draws (also stored as ``p["variety_info"]``); the
+    framing is finished by :func:`finish_variety` once the heart is placed. The draws come
+    from ``rng`` in a fixed order (imaging, clutter and dropout, sector, heart, valves and
+    papillary muscles, display): changing it changes every variety clip."""
+    info: dict = {}
+    _draw_imaging(p, rng)
+    _draw_clutter_dropout(p, rng, info)
+    _draw_sector(p, rng)
+    _draw_heart(p, rng, info)
+    _draw_valves_papillary(p, rng)
+    _draw_display(p, rng, info)
     p["variety_info"] = info
     return info
 
