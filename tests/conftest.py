@@ -96,3 +96,25 @@ def write_test_dicom(path, arr, *, pi: str = "MONOCHROME2", regions=None, tsynta
 def real_clip():
     """Fixture form of :func:`real_clip_path`: ``real_clip("ctrl_a4c_ge_55hz.mp4")``."""
     return real_clip_path
+
+
+@pytest.fixture(autouse=True)
+def _reports_follow_schema(monkeypatch):
+    """Every report a test makes (``AnalysisResult.to_dict``) is validated against the shipped
+    JSON Schema, so that no test can produce a report outside the contract unnoticed."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from ttsfast.result import AnalysisResult
+    from ttsfast.warning_codes import report_schema
+
+    validator = jsonschema.Draft202012Validator(report_schema())
+    original = AnalysisResult.to_dict
+
+    def checked(self, *args, **kwargs):
+        d = original(self, *args, **kwargs)
+        errors = sorted(validator.iter_errors(d), key=lambda e: list(e.path))
+        if errors:
+            raise AssertionError("report does not follow ttsfast/data/report.schema.json: "
+                                 + "; ".join(f"{'/'.join(map(str, e.path))}: {e.message[:200]}" for e in errors[:5]))
+        return d
+
+    monkeypatch.setattr(AnalysisResult, "to_dict", checked)

@@ -183,12 +183,12 @@ def test_demo_summary_shows_every_beat(demo_result):
 
 
 def test_beat_disagreement_warning():
-    from ttsfast.analyze import _beat_agreement_warnings
+    from ttsfast.stages import _beat_agreement_warnings
 
     assert _beat_agreement_warnings([0.7], 0) == []
     assert _beat_agreement_warnings([0.62, 0.75, 0.8], 0) == []
     w = _beat_agreement_warnings([0.62, 0.41], 0)
-    assert len(w) == 1 and "0.41 to 0.62" in w[0]  # labels differ
+    assert len(w) == 1 and w[0].code == "beats_disagree" and "0.41 to 0.62" in w[0].message  # labels differ
     assert len(_beat_agreement_warnings([0.95, 0.6], 1)) == 1  # same label, spread 0.35 > 0.3
 
 

@@ -49,7 +49,7 @@ def test_learned_landmarks_on_classic_clips(preset, seed):
     lm = detect_landmarks_cnn(prep.frames, flow, beat, mask=prep.mask)
     assert isinstance(lm, Landmarks) and lm.source == "auto"
     assert 0.0 <= lm.confidence <= 1.0
-    assert any("learned detector" in w for w in lm.warnings)
+    assert any(w.code == "learned_detector" for w in lm.warnings)
     ed = beat[0]
     got = prep.to_original(lm.as_array())
     true = np.stack([gt.landmarks[k][ed] for k in LANDMARK_NAMES])
@@ -70,7 +70,7 @@ def test_mirrored_clip_swaps_sides():
     lm2 = detect_landmarks_cnn(prep.frames[:, :, ::-1].copy(), fl, beat, mask=prep.mask[:, ::-1].copy(),
                                mirrored=False)
     assert not lm2.mirrored and lm2.septal_annulus[0] < lm2.lateral_annulus[0]
-    assert any("declared display" in w for w in lm2.warnings)
+    assert any(w.code == "display_disagrees" for w in lm2.warnings)
 
 
 def test_bad_input_raises_input_error():

@@ -501,6 +501,6 @@ def test_unframed_heart_is_reported():
 
     seed = next(s for s in range(40) if min(sector_margins(draw_params("tts", s, sector_margin_mm=None), s)) < -2)
     clip, _ = generate(preset="tts", seed=seed, n_frames=4, sector_margin_mm=None)
-    assert any("leaves the sector" in w for w in clip.warnings)
+    assert any("leaves the sector" in w.message for w in clip.warnings)
     clip, _ = generate(preset="tts", seed=seed, n_frames=4)
-    assert not any("leaves the sector" in w for w in clip.warnings)
+    assert not any("leaves the sector" in w.message for w in clip.warnings)

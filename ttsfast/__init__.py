@@ -12,6 +12,7 @@ from .landmarks import Landmarks, detect_landmarks
 from .mechanics import Mechanics, measure_mechanics
 from .tracking import TrackResult, track_points
 from .result import AnalysisResult
+from .warning_codes import SCHEMA_VERSION, WARNING_CODES, ReportWarning, report_schema
 # the function shadows its module's name on the package: ``ttsfast.analyze(...)`` is the entry
 # point; ``from ttsfast.analyze import analyze`` keeps working (the import system uses sys.modules)
 from .analyze import analyze
@@ -22,7 +23,7 @@ __all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorG
 __all__ += ["make_inputs", "predict", "predict_batch", "grad_cam", "region_shares"]
 __all__ += ["CycleResult", "detect_cycles", "resample_beat", "Landmarks", "detect_landmarks", "Mechanics",
             "measure_mechanics", "TrackResult", "track_points"]
-__all__ += ["analyze", "AnalysisResult"]
+__all__ += ["analyze", "AnalysisResult", "SCHEMA_VERSION", "WARNING_CODES", "ReportWarning", "report_schema"]
 
 #: Subpackages imported on first use (``ttsfast.synth.generate(...)`` after a bare
 #: ``import ttsfast``), so that ``import ttsfast`` stays as light as the analysis needs.

@@ -10,6 +10,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import InputError, TTSFastError
+from .warning_codes import warning_dicts
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -316,8 +317,10 @@ def _summary_line(res) -> str:
     if res.status != "complete":
         codes = sorted({w.get("code", "") for w in res.withheld.values()})
         partial = f", PARTIAL: {', '.join(sorted(res.withheld))} withheld ({', '.join(codes)}; see report.json)"
-    return (f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}, HR {hr:.0f} bpm" if hr else
-            f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}") + f", {res.timings_ms['total']:.0f} ms" + partial
+    warned = ", ".join(dict.fromkeys(w["code"] for w in warning_dicts(res.warnings)))
+    return ((f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}, HR {hr:.0f} bpm" if hr else
+             f"p(TTS)={res.p_tts:.2f} ({res.label}){beats}") + f", {res.timings_ms['total']:.0f} ms" + partial
+            + (f"; warnings: {warned}" if warned else ""))
 
 
 def _add_cohort(sub: argparse._SubParsersAction) -> None:
@@ -394,7 +397,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
                                              "axis_angle_deg": sec.axis_angle_deg, "depth_px": sec.depth_px},
         "grid_hw": list(prep.grid), "grid_scale": prep.scale, "grid_offset_xy": list(prep.offset),
         "grid_mm_per_px": prep.mm_per_px, "overlay_px_removed": int(prep.overlay_original.sum()),
-        "warnings": prep.warnings,
+        "warnings": warning_dicts(prep.warnings),
     }
     if args.json:
         print(json.dumps(out, indent=2, default=str))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .warning_codes import ReportWarning, as_warning
 
 #: Where a clip's frame rate came from, in order of trust.
 FPS_SOURCES = (
@@ -38,8 +39,9 @@ class Clip:
     metadata : dict
         Non-identifying metadata: ``source_kind``, ``vendor``, ``model``, ``n_frames``,
         ``original_size`` (H, W) and similar. Never patient identifiers.
-    warnings : list of str
-        Things the reader noticed and the caller should know (e.g. a dropped calibration).
+    warnings : list of ReportWarning
+        Things the reader noticed and the caller should know (e.g. a dropped calibration);
+        plain strings given by a caller become ``source_note`` warnings.
     overlay_mask : np.ndarray or None
         bool ``[H, W]``: pixels that were coloured (not grey) in any frame of the source,
         i.e. likely overlays (ECG trace, markers, colour text); None when unknown.
@@ -50,7 +52,7 @@ class Clip:
     fps_source: str = "unknown"
     mm_per_px: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
     overlay_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -62,6 +64,7 @@ class Clip:
             )
         if not f.flags.c_contiguous:
             self.frames = np.ascontiguousarray(f)
+        self.warnings = [as_warning(w) for w in self.warnings]
         if self.overlay_mask is not None:
             om = self.overlay_mask
             if not isinstance(om, np.ndarray) or om.dtype != np.bool_ or om.shape != f.shape[1:]:

@@ -10,13 +10,14 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from ._atomic import write_text_atomic
 from .errors import InputError, TTSFastError
 from .stats import STUDY_MEASURES, classification_metrics, study_table, table_csv_rows, table_markdown
+from .warning_codes import codes
 
 #: File endings read as clips when scanning a cohort folder (DICOM files may have none).
 CLIP_SUFFIXES = {".dcm", ".dicom", ".mp4", ".avi", ".gif", ".mov", ".npy", ""}
@@ -221,6 +222,16 @@ def run_cohort(root: str | os.PathLike, out_dir: str | os.PathLike, *, labels_cs
     return summary
 
 
+def warning_counts(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many reports carry each warning code (a code counted once per report), most
+    frequent first; reports written before warnings were coded count as ``source_note``."""
+    counts: dict[str, int] = {}
+    for rec in records:
+        for c in set(codes((rec.get("quality") or {}).get("warnings") or [])):
+            counts[c] = counts.get(c, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def write_cohort_outputs(summary: CohortSummary, *, figures: bool = True) -> None:
     """Write table.csv/.md, failures.csv, metrics.json and figures for a finished run."""
     out = summary.out_dir
@@ -249,6 +260,7 @@ def write_cohort_outputs(summary: CohortSummary, *, figures: bool = True) -> Non
     metrics = classification_metrics(y, p) if y else {}
     write_text_atomic(out / "metrics.json", json.dumps({"classification": metrics, "n_records": len(summary.records),
                                                     "n_partial": len(summary.partial),
+                                                    "warning_counts": warning_counts(summary.records),
                                                     "n_failed": len(summary.failed)}, indent=2, allow_nan=True))
     if figures and summary.records:
         from .report import plot_cohort_measures, plot_saliency_by_class

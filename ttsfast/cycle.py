@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .errors import InputError, QualityError
+from .warning_codes import ReportWarning, warn, warning_dicts
 
 __all__ = ["CycleResult", "detect_cycles", "longitudinal_signal", "resample_beat", "beat_times"]
 
@@ -43,7 +44,7 @@ class CycleResult:
     signal : np.ndarray
         float ``[T]``: integrated longitudinal position of the moving tissue in px (toward the
         apex positive), drift removed; what ED/ES were read from.
-    warnings : list of str
+    warnings : list of ReportWarning
     beat_times : list of (float, float, float)
         The same beats with sub-frame times (parabolic refinement of the extrema of
         ``signal``), in frames; pass them to :func:`ttsfast.mechanics.measure_mechanics`.
@@ -57,7 +58,7 @@ class CycleResult:
     ed_frames: np.ndarray
     es_frames: np.ndarray
     signal: np.ndarray
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
     beat_times: list[tuple[float, float, float]] = field(default_factory=list)
 
     @property
@@ -82,7 +83,7 @@ class CycleResult:
             "ed_frames": [int(x) for x in self.ed_frames],
             "es_frames": [int(x) for x in self.es_frames],
             "beat_times": [[round(float(x), 3) for x in b] for b in self.beat_times],
-            "warnings": list(self.warnings),
+            "warnings": warning_dicts(self.warnings),
         }
 
 
@@ -345,8 +346,8 @@ def detect_cycles(
         if not one:
             return res
     res = _cycles_from_signals(v, v_ed, *args, single_beat=True)
-    res.warnings.insert(0, f"read as one beat, end-diastole at the first and last frames ({why}); "
-                        "pass single_beat=False if the clip is not one beat")
+    res.warnings.insert(0, warn("one_beat_read", f"read as one beat, end-diastole at the first and last frames ({why}); "
+                        "pass single_beat=False if the clip is not one beat"))
     return res
 
 
@@ -371,7 +372,7 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
     (px/frame, toward the apex positive) and ``v_ed`` the trimmed one used for the sub-frame
     end-diastoles; ``single_beat`` True reads the clip as one beat, False searches the beats."""
     n_frames = v.size + 1
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     if single_beat:
         p = np.concatenate([[0.0], np.cumsum(v)])
         closure = p[-1]
@@ -382,16 +383,16 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
         if n_frames < 4 or es <= 0 or es >= n_frames - 1:
             raise QualityError("single_beat: no end-systole found between the first and last frames")
         if conf < 0.5:
-            warnings.append(f"single_beat: the motion does not return to its start (closure {closure:.2f} px, "
-                            f"{100 * (1 - conf):.0f} % of the excursion); the clip may not be one full beat")
+            warnings.append(warn("single_beat_not_closed", f"single_beat: the motion does not return to its start (closure {closure:.2f} px, "
+                            f"{100 * (1 - conf):.0f} % of the excursion); the clip may not be one full beat"))
         period = float(n_frames - 1)
         hr = None if fps is None else 60.0 * fps / period
         if fps is None:
-            warnings.append("fps unknown: heart rate not measured")
+            warnings.append(warn("fps_unknown", "fps unknown: heart rate not measured"))
         elif not min_bpm <= hr <= max_bpm:
-            warnings.append(f"one beat of {n_frames - 1} frames at {fps:g} frames/s is {hr:.0f} bpm, outside "
+            warnings.append(warn("heart_rate_implausible", f"one beat of {n_frames - 1} frames at {fps:g} frames/s is {hr:.0f} bpm, outside "
                             f"{min_bpm:g}-{max_bpm:g}: the frame rate is probably not the acquisition rate "
-                            "(pass fps=); heart rate not reported")
+                            "(pass fps=); heart rate not reported"))
             hr = None
         return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
                            np.array([0, n_frames - 1]), np.array([es]), p, warnings,
@@ -399,7 +400,7 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
 
     period_ac, conf, periodic, pmin, pmax = _periodicity(v, fps, min_bpm, max_bpm, min_confidence)
     if fps is None:
-        warnings.append("fps unknown: period searched in frames only, heart rate not measured")
+        warnings.append(warn("fps_unknown", "fps unknown: period searched in frames only, heart rate not measured"))
     if not periodic:
         if n_frames - 1 < pmin:
             dur = f"{n_frames} frames" + ("" if fps is None else f" ({n_frames / fps:.2f} s at {fps:g} frames/s)")
@@ -413,8 +414,8 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
                 f"no periodic cardiac motion found (autocorrelation peak {conf:.2f}) and no fps to bound a "
                 "single beat: record more than one beat, pass fps=, or single_beat=True for a clip that is one beat"
             )
-        warnings.append("periodicity not confirmed by autocorrelation (less than ~1.3 beats or irregular "
-                        "motion): beats read from the extrema of the motion alone")
+        warnings.append(warn("periodicity_unconfirmed", "periodicity not confirmed by autocorrelation (less than ~1.3 beats or irregular "
+                        "motion): beats read from the extrema of the motion alone"))
 
     def read_beats(periodic: bool) -> tuple | None:
         # drift removal: zero-mean velocity over whole periods (periodic) or between the first and last ED
@@ -437,7 +438,8 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
         for a, b in zip(eds[:-1], eds[1:]):
             inner = [e for e in ess if a < e < b]
             if len(inner) != 1:
-                warnings.append(f"beat {a}->{b} rejected: {len(inner)} end-systoles between its end-diastoles")
+                warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: {len(inner)} end-systoles between its "
+                                     "end-diastoles"))
                 continue
             es_f = _end_of_systole(vd, a, b, ivrt_frames=None if fps is None else ivrt_s * fps,
                                    rise_frames=0.0 if fps is None else E_RISE_S * fps)
@@ -452,13 +454,14 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
             elif b == n_frames - 1 and not _atrial_descent(p, b, es, 0.15 * fps):
                 # without a period to check it against, a still last frame may as well be
                 # diastasis before the atrial kick: the beat's end is not in the clip
-                warnings.append(f"beat {a}->{b} rejected: the clip ends in diastasis before the atrial "
-                                "motion, so the next end-diastole is not in it and no period confirms it")
+                warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: the clip ends in diastasis before the atrial "
+                                "motion, so the next end-diastole is not in it and no period confirms it"))
                 continue
             else:
                 ok = pmin <= length <= pmax
             if not ok:
-                warnings.append(f"beat {a}->{b} ({length} frames) rejected: outside the plausible period")
+                warnings.append(warn("beat_rejected", f"beat {a}->{b} ({length} frames) rejected: outside the "
+                                     "plausible period"))
                 continue
             beats.append((int(a), int(es), int(b)))
             ed_a, ed_b = _ed_time(p_ed, a), _ed_time(p_ed, b)
@@ -472,15 +475,15 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
     if got is None and periodic and fps is not None:
         # the autocorrelation may have locked on a fraction of the period (clips of 1-2 beats):
         # read the beats from the extrema of the motion, bounded by the plausible heart rates
-        warnings.append(f"no beat matched the autocorrelation period ({period_ac:.1f} frames); "
-                        "beats read from the extrema of the motion alone")
+        warnings.append(warn("period_mismatch", f"no beat matched the autocorrelation period ({period_ac:.1f} frames); "
+                        "beats read from the extrema of the motion alone"))
         periodic = False
         got = read_beats(False)
     if got is None:
         raise QualityError(
             f"no complete cardiac cycle found ({n_frames} frames in the clip"
             + (f", period {period_ac:.1f} frames" if periodic else "") + "); record at least one full beat"
-            + "".join(f"; {w}" for w in warnings if " rejected: " in w)
+            + "".join(f"; {w.message}" for w in warnings if w.code == "beat_rejected")
         )
     beats, lengths, times, eds, ess, p, vd = got
     period = period_ac if periodic else float(np.mean(lengths))
@@ -489,7 +492,8 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
         conf = float(np.clip(1.0 - np.mean(closure), 0.0, 1.0)) * 0.8
     hr = None if fps is None else 60.0 * fps / period
     if periodic and abs(np.mean(lengths) - period) > 0.15 * period:
-        warnings.append("beat lengths disagree with the autocorrelation period; heart rate is uncertain")
+        warnings.append(warn("beat_lengths_disagree", "beat lengths disagree with the autocorrelation period; "
+                             "heart rate is uncertain"))
     return CycleResult(beats, hr, period, fps, conf, np.array(eds, dtype=int), np.array(ess, dtype=int), p,
                        warnings, times)
 

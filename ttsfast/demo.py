@@ -5,6 +5,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .result import AnalysisResult
+from .warning_codes import codes
 
 #: A synthetic Takotsubo clip (``ttsfast synth --preset tts``), written as an ultrasound
 #: multi-frame DICOM with FrameTime and a calibrated SequenceOfUltrasoundRegions.
@@ -64,5 +65,8 @@ def format_summary(res: AnalysisResult, source: Path | str | None = None) -> str
     lines.append("time: " + ", ".join(f"{k} {v:.0f}" for k, v in t.items() if k != "total")
                  + f"; total {t['total']:.0f} ms")
     for w in d["quality"]["warnings"][:5]:
-        lines.append(f"warning: {w}")
+        lines.append(f"warning [{w['code']}] {w['stage']}: {w['message']}")
+    if len(d["quality"]["warnings"]) > 5:
+        lines.append(f"... {len(d['quality']['warnings']) - 5} more warnings in the report "
+                     f"({', '.join(codes(d['quality']['warnings'][5:]))})")
     return "\n".join(lines)

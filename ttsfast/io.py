@@ -21,6 +21,7 @@ import numpy as np
 
 from .clip import Clip
 from .errors import InputError
+from .warning_codes import ReportWarning, warn
 
 __all__ = ["read_clip", "MAX_SIDE", "MAX_FRAMES", "MAX_BYTES", "CHROMA_THRESHOLD"]
 
@@ -249,7 +250,7 @@ def _finish(
     fps_source: str,
     mm_per_px: float | None = None,
     metadata: dict,
-    warnings: list[str],
+    warnings: list[ReportWarning],
     what: str,
 ) -> Clip:
     _check_two_frames(frames.shape[0], what)
@@ -293,7 +294,7 @@ def _read_array(arr: np.ndarray, caller_fps: float | None) -> Clip:
     _check_size(t, h, w, what)
     if arr.dtype != np.uint8:
         arr = _to_uint8(arr)
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     overlay = None
     if arr.ndim == 4:
         sink = _FrameSink(t, h, w, what)
@@ -383,12 +384,11 @@ def _read_video(path: Path, caller_fps: float | None) -> Clip:
     finally:
         cap.release()
     frames, overlay = sink.result()
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     if hint >= 2 and frames.shape[0] < hint:
-        warnings.append(
-            f"the container announced {hint} frames but only {frames.shape[0]} could be decoded "
-            "(truncated file?)"
-        )
+        warnings.append(warn(
+            "frames_truncated", f"the container announced {hint} frames but only {frames.shape[0]} could be decoded "
+            "(truncated file?)"))
     cfps = container_fps if math.isfinite(container_fps) and 0 < container_fps <= 10000 else None
     fps, src = _container_fps(caller_fps, cfps)
     meta = {
@@ -584,7 +584,7 @@ def _dicom_clip(ds: Any, pix_src: Any, caller_fps: float | None, what: str) -> C
     if frames.shape[0] < n:
         raise InputError(f"{what}: NumberOfFrames is {n} but only {frames.shape[0]} frames could be decoded")
 
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     fps, fps_src = _dicom_fps(ds, caller_fps, warnings)
     mm = _dicom_mm_per_px(ds, rows, cols, warnings)
     cine = _dicom_cine_rate(ds)
@@ -673,7 +673,7 @@ def _dicom_cine_rate(ds: Any) -> float | None:
     return None
 
 
-def _dicom_fps(ds: Any, caller_fps: float | None, warnings: list[str]) -> tuple[float | None, str]:
+def _dicom_fps(ds: Any, caller_fps: float | None, warnings: list[ReportWarning]) -> tuple[float | None, str]:
     fps: float | None = None
     src = "unknown"
     ft = _positive(ds.get("FrameTime"))
@@ -697,14 +697,13 @@ def _dicom_fps(ds: Any, caller_fps: float | None, warnings: list[str]) -> tuple[
             return caller_fps, "caller"
         return None, "unknown"
     if caller_fps is not None and abs(caller_fps - fps) > 0.02 * fps:
-        warnings.append(
-            f"fps={caller_fps:g} was given but the DICOM timing ({src}) says {fps:.3f} frames/s; "
-            "the DICOM value is kept"
-        )
+        warnings.append(warn(
+            "fps_conflict", f"fps={caller_fps:g} was given but the DICOM timing ({src}) says {fps:.3f} frames/s; "
+            "the DICOM value is kept"))
     return fps, src
 
 
-def _dicom_mm_per_px(ds: Any, rows: int, cols: int, warnings: list[str]) -> float | None:
+def _dicom_mm_per_px(ds: Any, rows: int, cols: int, warnings: list[ReportWarning]) -> float | None:
     regions = ds.get("SequenceOfUltrasoundRegions")
     if not regions:
         return None
@@ -724,14 +723,14 @@ def _dicom_mm_per_px(ds: Any, rows: int, cols: int, warnings: list[str]) -> floa
             continue
         cands.append((dx, dy, box))
     if not cands:
-        warnings.append("the DICOM ultrasound regions hold no 2D tissue region in cm; no calibration")
+        warnings.append(warn("calibration_missing",
+                             "the DICOM ultrasound regions hold no 2D tissue region in cm; no calibration"))
         return None
     dx, dy, (x0, y0, x1, y1) = max(cands, key=lambda c: (c[2][2] - c[2][0]) * (c[2][3] - c[2][1]))
     if abs(dx - dy) > 0.02 * max(dx, dy):
-        warnings.append(
-            f"anisotropic ultrasound calibration (PhysicalDeltaX {dx:g} cm, Y {dy:g} cm); "
-            "their mean is used"
-        )
+        warnings.append(warn(
+            "calibration_anisotropic", f"anisotropic ultrasound calibration (PhysicalDeltaX {dx:g} cm, Y {dy:g} cm); "
+            "their mean is used"))
     mm = 10.0 * (dx + dy) / 2.0
 
     def inside(k: int) -> bool:
@@ -742,15 +741,13 @@ def _dicom_mm_per_px(ds: Any, rows: int, cols: int, warnings: list[str]) -> floa
     for k in (2, 3, 4):
         share = ((x1 - x0) / k) * ((y1 - y0) / k) / float(rows * cols)
         if inside(k) and share >= 0.25:
-            warnings.append(
-                f"the ultrasound region ({x0},{y0})-({x1},{y1}) lies outside the {cols}x{rows} image: "
+            warnings.append(warn(
+                "calibration_rescaled", f"the ultrasound region ({x0},{y0})-({x1},{y1}) lies outside the {cols}x{rows} image: "
                 f"the image was downsampled by {k} after calibration (region fits once divided by "
                 f"{k}, covering {share:.0%} of the image); mm_per_px rescaled from {mm:.4f} to "
-                f"{mm * k:.4f} mm"
-            )
+                f"{mm * k:.4f} mm"))
             return mm * k
-    warnings.append(
-        f"the ultrasound region ({x0},{y0})-({x1},{y1}) does not fit the {cols}x{rows} image and "
-        "no integer downsampling factor explains it; the calibration is dropped (mm_per_px=None)"
-    )
+    warnings.append(warn(
+        "calibration_dropped", f"the ultrasound region ({x0},{y0})-({x1},{y1}) does not fit the {cols}x{rows} image and "
+        "no integer downsampling factor explains it; the calibration is dropped (mm_per_px=None)"))
     return None

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit
 
 from .errors import InputError, QualityError
+from .warning_codes import ReportWarning, warn, warning_dicts
 
 __all__ = [
     "LANDMARK_NAMES",
@@ -41,7 +42,7 @@ class Landmarks:
         0..1 (1 for caller landmarks that passed validation).
     mirrored : bool
         True when the LV is on the viewer's left (septal annulus right of the lateral one).
-    warnings : list of str
+    warnings : list of ReportWarning
     """
 
     septal_annulus: np.ndarray
@@ -50,7 +51,7 @@ class Landmarks:
     source: str = "caller"
     confidence: float = 1.0
     mirrored: bool = False
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
 
     def as_array(self) -> np.ndarray:
         """``[3, 2]`` in the order of :data:`LANDMARK_NAMES`."""
@@ -62,7 +63,7 @@ class Landmarks:
             arr = np.asarray(to_original(arr), dtype=np.float64)
         d: dict[str, Any] = {n: [round(float(a[0]), 2), round(float(a[1]), 2)] for n, a in zip(LANDMARK_NAMES, arr)}
         d.update(source=self.source, confidence=round(float(self.confidence), 3), mirrored=bool(self.mirrored),
-                 coords="original" if to_original is not None else "grid", warnings=list(self.warnings))
+                 coords="original" if to_original is not None else "grid", warnings=warning_dicts(self.warnings))
         return d
 
 
@@ -85,25 +86,31 @@ MAX_ANNULUS_TO_LENGTH = 0.7
 MAX_WALL_LENGTH_RATIO = 1.15
 
 
-def geometry_warnings(septal: np.ndarray, lateral: np.ndarray, apex: np.ndarray) -> list[str]:
+def geometry_warnings(septal: np.ndarray, lateral: np.ndarray, apex: np.ndarray) -> list[ReportWarning]:
     """Warnings for landmarks whose geometry is unlike an apical view's (grid or original px,
     the ratios do not depend on the scale): an annulus wider than 0.7 LV lengths, or one wall
     more than 15 % longer than the other."""
     s, l, a = (np.asarray(v, dtype=np.float64) for v in (septal, lateral, apex))
     _, _, length = long_axis(s, l, a)
     width = float(np.hypot(*(s - l)))
-    out: list[str] = []
+    out: list[ReportWarning] = []
     if width > MAX_ANNULUS_TO_LENGTH * length:
-        out.append(f"the annulus points are {width / max(length, 1e-9):.2f} LV lengths apart (a mitral annulus is "
-                   "about a third to a half): check the landmarks")
+        out.append(warn("annulus_wide", f"the annulus points are {width / max(length, 1e-9):.2f} LV lengths apart "
+                        "(a mitral annulus is about a third to a half): check the landmarks"))
     ds, dl = float(np.hypot(*(s - a))), float(np.hypot(*(l - a)))
     r = max(ds, dl) / max(min(ds, dl), 1e-9)
     if r > MAX_WALL_LENGTH_RATIO:
         longer = "septal" if ds > dl else "lateral"
-        out.append(f"the apex is {100 * (r - 1):.0f} % farther from the {longer} annulus point than from the other: "
-                   "check the landmarks")
+        out.append(warn("walls_unequal", f"the apex is {100 * (r - 1):.0f} % farther from the {longer} annulus "
+                        "point than from the other: check the landmarks"))
     return out
 
+
+
+def low_confidence_warning(conf: float) -> ReportWarning:
+    """The ``landmarks_low_confidence`` warning of an automatic set below 0.5 (both detectors)."""
+    return warn("landmarks_low_confidence", f"automatic landmarks have low confidence ({conf:.2f}); check them or "
+                "pass landmarks=")
 
 def validate_landmarks(
     septal: np.ndarray,
@@ -129,7 +136,7 @@ def validate_landmarks(
     -------
     mirrored : bool
         The display implied by the landmarks.
-    warnings : list of str
+    warnings : list of ReportWarning
 
     Raises
     ------
@@ -149,7 +156,7 @@ def validate_landmarks(
         pts[name] = a
     s, l, a = pts["septal_annulus"], pts["lateral_annulus"], pts["apex"]
     mid, u, length = long_axis(s, l, a)
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     width = float(np.hypot(*(s - l)))
     if length < 0.1 * h:
         raise InputError(f"apex is only {length:.1f} px from the annulus midpoint; check the landmarks")
@@ -160,7 +167,7 @@ def validate_landmarks(
         raise InputError("the apex must be above both annulus points (apex at the top of an apical view); "
                          f"got apex y={a[1]:.1f}, septal y={s[1]:.1f}, lateral y={l[1]:.1f}")
     if u[1] > -0.5:
-        warnings.append("the long axis is tilted more than 60 degrees from vertical")
+        warnings.append(warn("axis_tilted", "the long axis is tilted more than 60 degrees from vertical"))
     warnings += geometry_warnings(s, l, a)
     implied = bool(s[0] > l[0])  # septal right of lateral: LV on the viewer's left
     if mirrored is not None and bool(mirrored) != implied:
@@ -673,7 +680,7 @@ def _line_excursion_peak(flow: np.ndarray, origin: np.ndarray, tdir: np.ndarray,
 
 
 def _display_side(xs: np.ndarray, ys: np.ndarray, others: list[np.ndarray], mask: np.ndarray,
-                  mirrored: bool | None, warnings: list[str]) -> tuple[bool, float]:
+                  mirrored: bool | None, warnings: list[ReportWarning]) -> tuple[bool, float]:
     """Whether the display is mirrored (LV on the viewer's left, septum its right border), and
     the image's confidence in that (0..1); ``xs, ys`` the LV cavity's pixels, ``others`` the
     other large cavities (bool ``[H, W]``), ``mask`` the sector. ``mirrored`` (the caller's
@@ -698,11 +705,12 @@ def _display_side(xs: np.ndarray, ys: np.ndarray, others: list[np.ndarray], mask
     conf_mirror = float(min(1.0, abs(score)))
     if mirrored is None:
         if conf_mirror < 0.5:
-            warnings.append(f"display orientation uncertain (score {score:+.2f}); pass mirrored= if the LV "
-                            "is not on the viewer's right")
+            warnings.append(warn("display_uncertain", f"display orientation uncertain (score {score:+.2f}); pass "
+                                 "mirrored= if the LV is not on the viewer's right"))
         return bool(auto_mirrored), conf_mirror
     if bool(auto_mirrored) != bool(mirrored) and conf_mirror >= 0.5:
-        warnings.append("the declared display disagrees with the image (the RV looks to be on the other side)")
+        warnings.append(warn("display_disagrees", "the declared display disagrees with the image (the RV looks "
+                             "to be on the other side)"))
     return bool(mirrored), conf_mirror
 
 
@@ -773,9 +781,10 @@ def detect_landmarks(
     cav, others, cav_ok = _elongated_cavity(img, mask)
     ys, xs = np.nonzero(cav)
     y_top = int(ys.min())
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
     if not cav_ok:
-        warnings.append("the LV cavity is not clearly separated from the other chambers (faint walls)")
+        warnings.append(warn("cavity_faint", "the LV cavity is not clearly separated from the other chambers "
+                             "(faint walls)"))
     # cavity borders row by row, following the run that holds the cavity's axis
     rows = np.arange(y_top, int(ys.max()) + 1)
     left = np.full(rows.size, np.nan)
@@ -902,7 +911,8 @@ def detect_landmarks(
                 strengths.append(strength)
         else:
             strengths.append(0.0)
-            warnings.append(f"{side} annulus placed from wall motion only (wall line not found)")
+            warnings.append(warn("annulus_from_motion", f"{side} annulus placed from wall motion only (wall line "
+                                 "not found)"))
         prom.append(float(np.clip((es_[k] - np.median(es_[: max(lo, 1)])) / max(es_[k], 1e-6), 0, 1)))
         if not np.all(np.isfinite(ann[side])):
             raise QualityError(f"no {side} annulus found; pass landmarks=")
@@ -949,13 +959,13 @@ def detect_landmarks(
     # < 0.3) leaves the annulus to the flat motion peak, uncertain by several px
     conf *= 0.75 + 0.25 * min(1.0, min(strengths) / 0.3)
     if min(strengths) < 0.15:
-        warnings.append("the basal end of a wall was not found on the image; annulus placed from wall motion "
-                        "only (uncertain by several px)")
+        warnings.append(warn("annulus_from_motion", "the basal end of a wall was not found on the image; annulus "
+                             "placed from wall motion only (uncertain by several px)"))
     if not cav_ok:
         conf *= 0.7
     if geometry_warnings(sep, lat, apex):
         conf *= 0.5  # the two gross misses of 36 synthetic clips, and no other clip
     if conf < 0.5:
-        warnings.append(f"automatic landmarks have low confidence ({conf:.2f}); check them or pass landmarks=")
+        warnings.append(low_confidence_warning(conf))
     return Landmarks(np.asarray(sep, float), np.asarray(lat, float), np.asarray(apex, float), source="auto",
                      confidence=conf, mirrored=mir, warnings=warnings)

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, ModelError, QualityError
-from .landmarks import Landmarks, geometry_warnings, validate_landmarks
+from .landmarks import Landmarks, geometry_warnings, low_confidence_warning, validate_landmarks
+from .warning_codes import warn
 
 __all__ = ["DEFAULT_LANDMARK_MODEL", "GRID", "NET_IN", "NET_OUT", "landmark_inputs", "decode_heatmaps",
            "decode_outputs",
@@ -307,10 +308,10 @@ def detect_landmarks_cnn(
     conf = info["confidence"]
     sep, lat, apex = (np.array(p, dtype=np.float64) for p in pts)
     mir = bool(info["mirrored"])
-    warnings = ["landmarks from the learned detector (synthetic-trained heatmap CNN)"]
+    warnings = [warn("learned_detector", "landmarks from the learned detector (synthetic-trained heatmap CNN)")]
     if mirrored is not None and (info["p_mirrored"] > 0.5) != bool(mirrored) and abs(info["p_mirrored"] - 0.5) > 0.3:
-        warnings.append("the declared display disagrees with the learned detector's (the RV looks to be on the "
-                        "other side)")
+        warnings.append(warn("display_disagrees", "the declared display disagrees with the learned detector's "
+                             "(the RV looks to be on the other side)"))
     h, w = GRID
     sep = np.clip(sep, 0, w - 1)
     lat = np.clip(lat, 0, w - 1)
@@ -325,7 +326,7 @@ def detect_landmarks_cnn(
     if geometry_warnings(sep, lat, apex):
         conf *= 0.5
     if conf < 0.5:
-        warnings.append(f"automatic landmarks have low confidence ({conf:.2f}); check them or pass landmarks=")
+        warnings.append(low_confidence_warning(conf))
     return Landmarks(np.asarray(sep, float), np.asarray(lat, float), np.asarray(apex, float), source="auto",
                      confidence=float(conf), mirrored=mir, warnings=warnings)
 

@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit
 
 from .errors import InputError, QualityError
+from .warning_codes import ReportWarning, warn, warning_dicts
 from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
 from .flow import MIN_ROI_PX, tracking_flow
 from .tracking import sample_flow, track_lk, track_points
@@ -454,7 +455,7 @@ class Mechanics:
     fb_error_px: float | None
     method: str
     n_resample: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
     to_original: Callable[[np.ndarray], np.ndarray] | None = None
     annulus_anchored: dict[str, bool] = field(default_factory=dict)
     strain_closure_pct: dict[str, float] | None = None
@@ -488,7 +489,7 @@ class Mechanics:
             "method": self.method,
             "annulus_anchored": dict(self.annulus_anchored),
             "n_resample": self.n_resample,
-            "warnings": list(self.warnings),
+            "warnings": warning_dicts(self.warnings),
         }
 
 
@@ -647,7 +648,7 @@ def measure_mechanics(
         raise InputError(f"lk_win_size must be >= 3 and lk_max_level >= 0, got {lk_win_size}, {lk_max_level}")
     lk_win_size, lk_max_level = int(lk_win_size), int(lk_max_level)
     h, w = frames.shape[1:]
-    warnings: list[str] = []
+    warnings: list[ReportWarning] = []
 
     if landmarks is None:
         from .landmarks import detect_landmarks
@@ -657,7 +658,7 @@ def measure_mechanics(
         lm = landmarks
     else:
         lm = landmarks_from_caller(landmarks, (h, w), to_grid=to_grid, mirrored=mirrored)
-    warnings += [f"landmarks: {m}" for m in lm.warnings]
+    warnings += lm.warnings
     mid, axis_g, lv_len = long_axis(lm.septal_annulus, lm.lateral_annulus, lm.apex)
 
     walls0 = {
@@ -715,7 +716,7 @@ def measure_mechanics(
                            max_level=lk_max_level, fb_max_px=lk_fb_max_px)
             tr2.fb_error = tr.fb_error
             tr = tr2
-    warnings += [f"tracking: {m}" for m in tr.warnings]
+    warnings += tr.warnings
     if not np.all(np.isfinite(tr.points)):
         raise QualityError("tracking produced non-finite positions: the flow holds NaN or infinite values")
     raw = tr.points  # [t_hi-ed+1, M, 2] at frames ed..t_hi
@@ -729,9 +730,9 @@ def measure_mechanics(
                 raw[:, i] = anchor_annulus(raw[:, i], wall_tr, closure_index=ned - ed)
                 anchored[lname] = True
             else:
-                warnings.append(f"{lname}: not anchored to its basal wall, whose points closed the beat {car_px:.1f} px "
+                warnings.append(warn("annulus_not_anchored", f"{lname}: not anchored to its basal wall, whose points closed the beat {car_px:.1f} px "
                                 f"off (its own track {own_px:.1f} px): the tracker lost the wall there, so the annulus "
-                                "keeps its own track (its excursion may read low)")
+                                "keeps its own track (its excursion may read low)"))
     if t_lo < ed:  # one step back to frame ed-1: solve x + flow[ed-1](x) = p(ed)
         back = raw[0].copy()
         for _ in range(4):
@@ -767,9 +768,9 @@ def measure_mechanics(
             closure_pct[f"{lvl}_{wname}"] = float(v)
     far = [f"{k} ({v:.0f})" for k, v in closure_pct.items() if v > STRAIN_CLOSURE_WARN_PCT]
     if far:
-        warnings.append("strain: the end points of " + ", ".join(far) + " ended the beat that many strain "
+        warnings.append(warn("strain_not_closed", "the end points of " + ", ".join(far) + " ended the beat that many strain "
                         "points of the segment's length from where they started; the linear closure correction "
-                        "is a guess there, so those strains may be off by up to that much")
+                        "is a guess there, so those strains may be off by up to that much"))
 
     # the beat on its own frames (ED at sub-frame time, then the integer frames inside the beat)
     inner = np.arange(int(np.floor(ed_f)) + 1, int(np.ceil(ned_f)), dtype=np.float64)
@@ -817,12 +818,13 @@ def measure_mechanics(
         exc_g = float(d_g.max())
         closure_frac = drift[lname] / max(exc_g, 1e-9)
         if drift[lname] >= DRIFT_WARN_MIN_PX and closure_frac > DRIFT_WARN_FRACTION:
-            warnings.append(f"{lname}: its track ended the beat {drift[lname]:.1f} px from where it started "
+            warnings.append(warn("track_not_closed", f"{lname}: its track ended the beat {drift[lname]:.1f} px from where it started "
                             f"({100 * closure_frac:.0f} % of its {exc_g:.1f} px excursion, grid px): "
                             "the tracker lost part of its motion; its displacement, excursion and velocities are "
-                            "uncertain by about that much")
+                            "uncertain by about that much"))
     if pk_mm is None:
-        warnings.append("no calibration (mm_per_px): displacement and excursion in mm not measured")
+        warnings.append(warn("no_calibration", "no calibration (mm_per_px): displacement and excursion in mm not "
+                             "measured"))
 
     # --- strain (reference: the walls at ED)
     sc = strain_curves(walls)
@@ -831,13 +833,13 @@ def measure_mechanics(
     strain_sys = {s: float(sc[s][sys_mask].min()) for s in SEGMENTS}
     gls = float(sc["gls"].min())
     if lv_len < 20:
-        warnings.append(f"LV length is only {lv_len:.1f} px: strain is unreliable")
+        warnings.append(warn("lv_short", f"LV length is only {lv_len:.1f} px: strain is unreliable"))
 
     # --- annular velocities (fixed ED axis), peak refined by a parabola through 3 samples
     s_prime: dict[str, float | None] | None = None
     e_prime: dict[str, float | None] | None = None
     if fps is None or not mm_per_px:
-        warnings.append("S' and E' need both fps and mm_per_px: not measured")
+        warnings.append(warn("velocities_not_measured", "S' and E' need both fps and mm_per_px: not measured"))
     else:
         s_prime, e_prime = {}, {}
         cm_per_s = mm_per_px * float(fps) / 10.0
@@ -851,7 +853,7 @@ def measure_mechanics(
             ev = _peak_value(-v, (v_t > es_f) & (v_t < e_end))
             e_prime[vname] = ev
         if fps < 25:
-            warnings.append(f"fps {fps:g} is low: peak velocities are underestimated")
+            warnings.append(warn("fps_low", f"fps {fps:g} is low: peak velocities are underestimated"))
 
     fb = None if tr.fb_error is None else float(np.median(tr.fb_error))
     curves = {

@@ -23,6 +23,7 @@ import numpy as np
 from ._nativelib import native
 from .clip import Clip
 from .errors import InputError, NotEchoError, QualityError
+from .warning_codes import ReportWarning, warn
 
 __all__ = ["preprocess", "Prepared", "SectorGeometry", "find_sector"]
 
@@ -349,7 +350,7 @@ def check_continuity(frames: np.ndarray, mask: np.ndarray, min_r: float = MIN_FR
 
 
 def _usable_colour_mask(std: np.ndarray, coloured: np.ndarray | None,
-                        warnings: list[str]) -> np.ndarray | None:
+                        warnings: list[ReportWarning]) -> np.ndarray | None:
     """The clip's "coloured anywhere" mask, or None when colour cannot tell overlays apart:
     a tinted grey map (sepia, blue) or colour Doppler colours much of the moving image, while
     overlays touch only a small part of it."""
@@ -359,10 +360,8 @@ def _usable_colour_mask(std: np.ndarray, coloured: np.ndarray | None,
     moving = std > max(1.0, 0.12 * hi)
     n = int(moving.sum())
     if n and (coloured & moving).sum() > 0.2 * n:
-        warnings.append(
-            "colour covers more than 20% of the moving image (tinted grey map or colour "
-            "Doppler): colour is not used to find overlays"
-        )
+        warnings.append(warn("colour_not_used", "colour covers more than 20% of the moving image (tinted grey "
+                             "map or colour Doppler): colour is not used to find overlays"))
         return None
     return coloured
 
@@ -410,7 +409,7 @@ def _inpaint_frames(frames: np.ndarray, hole: np.ndarray, valid: np.ndarray) -> 
 # --------------------------------------------------------------------------------------------
 def find_sector(
     std: np.ndarray, mean: np.ndarray, coloured: np.ndarray | None = None
-) -> tuple[np.ndarray, SectorGeometry | None, str | None]:
+) -> tuple[np.ndarray, SectorGeometry | None, ReportWarning | None]:
     """Find the moving ultrasound sector.
 
     Parameters
@@ -426,8 +425,8 @@ def find_sector(
         bool ``[H, W]`` sector (overlays inside it not yet removed).
     sector : SectorGeometry or None
         The fitted fan, None when the moving region is not fan-shaped.
-    note : str or None
-        A warning for the caller, if any.
+    note : ReportWarning or None
+        A warning for the caller, if any (``sector_still``, ``sector_not_found``).
     """
     import cv2
 
@@ -443,7 +442,8 @@ def find_sector(
     sd = cv2.GaussianBlur(sd, (0, 0), sigma)
     hi = float(np.percentile(sd, 95))
     if hi <= 0.5:
-        return np.ones((h, w), bool), None, "the clip barely moves; the whole frame is used as the sector"
+        return np.ones((h, w), bool), None, warn("sector_still", "the clip barely moves; the whole frame is "
+                                                 "used as the sector")
     thr = max(1.0, 0.12 * hi)
     moving = (sd > thr).astype(np.uint8)
     r = max(2, round(0.012 * max(wh, ww)))
@@ -451,7 +451,8 @@ def find_sector(
     moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, k)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(moving, connectivity=8)
     if n <= 1:
-        return np.ones((h, w), bool), None, "no moving region found; the whole frame is used as the sector"
+        return np.ones((h, w), bool), None, warn("sector_not_found", "no moving region found; the whole "
+                                                 "frame is used as the sector")
     best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     comp = (lab == best).astype(np.uint8)
     comp = cv2.morphologyEx(comp, cv2.MORPH_CLOSE, k)
@@ -466,7 +467,6 @@ def find_sector(
     q = min(0.5, max(1e-3, thr / max(level, 1e-6)))
     inflate = sigma * _normal_quantile(1.0 - q)
     sector = _fit_fan(comp.astype(bool), hull_mask.astype(bool), inflate)
-    note = None
     use_fan_only = False
     if sector is not None:
         fan_w = sector.mask((wh, ww))
@@ -496,7 +496,7 @@ def find_sector(
         full = hull_full
     if not full.any():
         full = np.ones((h, w), bool)
-    return full, sector, note
+    return full, sector, None
 
 
 def _normal_quantile(p: float) -> float:

@@ -15,6 +15,7 @@ import numpy as np
 from .errors import InputError
 from .result import AnalysisResult
 from .stats import STUDY_MEASURES, get_dotted
+from .warning_codes import as_warning
 
 ARMS = ("spatial", "temporal")
 
@@ -98,6 +99,7 @@ def plot_saliency(result: AnalysisResult, path: str | os.PathLike) -> None:
     p = result.p_tts
     fig.suptitle(f"Grad-CAM saliency per arm   p(TTS) = {p:.2f}" if p is not None else "Grad-CAM saliency per arm")
     fig.tight_layout()
+    _warning_footer(fig, result, ("model", "saliency"))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
@@ -144,8 +146,17 @@ def plot_mechanics(result: AnalysisResult, path: str | os.PathLike) -> None:
     a2.set_title("segmental strain; peaks marked")
     a2.legend(fontsize=7)
     fig.tight_layout()
+    _warning_footer(fig, result, ("landmarks", "mechanics"))
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _warning_footer(fig: Any, result: AnalysisResult, stages: Sequence[str]) -> None:
+    """The codes of ``result``'s warnings from ``stages`` at the bottom of ``fig`` (none: nothing)."""
+    ws = [w for w in map(as_warning, result.warnings) if w.stage in stages]
+    if ws:
+        text = "warnings: " + ", ".join(dict.fromkeys(w.code for w in ws)) + " (messages in report.json)"
+        fig.text(0.005, 0.005, text, fontsize=7, color="darkred", va="bottom", ha="left")
 
 
 def _plot_withheld(plt: Any, result: AnalysisResult, path: str | os.PathLike) -> None:
@@ -174,6 +185,7 @@ def _plot_withheld(plt: Any, result: AnalysisResult, path: str | os.PathLike) ->
         a0.set_title(f"end-diastole: {lm.get('source')} landmarks, not trusted", fontsize=9)
         a0.set_xticks([]); a0.set_yticks([])
     fig.tight_layout()
+    _warning_footer(fig, result, ("landmarks", "mechanics"))
     fig.savefig(path, dpi=80)
     plt.close(fig)
 

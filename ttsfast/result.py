@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .warning_codes import SCHEMA_VERSION, ReportWarning, warning_dicts
+
 LANDMARK_NAMES = ("septal_annulus", "lateral_annulus", "apex")
 
 
@@ -49,7 +51,7 @@ class AnalysisResult:
     landmarks: dict[str, Any]
     mechanics: dict[str, Any]
     saliency: dict[str, Any]
-    warnings: list[str]
+    warnings: list[ReportWarning]
     timings_ms: dict[str, float]
     source: dict[str, Any]
     beat: BeatArrays | None = None
@@ -82,6 +84,7 @@ class AnalysisResult:
     def to_dict(self, coords: str = "original") -> dict[str, Any]:
         """Plain-JSON dict (see the README for the keys). NaN becomes None."""
         d = {
+            "schema_version": SCHEMA_VERSION,
             "status": self.status,
             "withheld": self.withheld,
             "p_tts": self.p_tts,
@@ -91,7 +94,7 @@ class AnalysisResult:
             "landmarks": self.landmarks_in(coords),
             "mechanics": self.mechanics,
             "saliency": self.saliency,
-            "quality": {"warnings": list(self.warnings), **self.quality},
+            "quality": {"warnings": warning_dicts(self.warnings), **self.quality},
             "timings_ms": self.timings_ms,
             "source": self.source,
         }

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from .errors import InputError
+from .warning_codes import ReportWarning, warn
 
 __all__ = [
     "TrackResult",
@@ -122,7 +123,7 @@ class TrackResult:
         when the span is one full beat, else None.
     drift_corrected : bool
     method : str
-    warnings : list of str
+    warnings : list of ReportWarning
     """
 
     points: np.ndarray
@@ -132,7 +133,7 @@ class TrackResult:
     drift: np.ndarray | None = None
     drift_corrected: bool = False
     method: str = "flow"
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
 
     @property
     def reliable(self) -> np.ndarray:
@@ -256,9 +257,11 @@ def track_points(
         res.fb_error = err
         bad = np.median(err, axis=0) >= 0.5
         if bad.any():
-            res.warnings.append(f"{int(bad.sum())} of {bad.size} points have forward-backward error >= 0.5 px")
+            res.warnings.append(warn("tracking_fb_error", f"{int(bad.sum())} of {bad.size} points have "
+                                     "forward-backward error >= 0.5 px"))
     if not inside.all():
-        res.warnings.append(f"{int((~inside).sum())} of {inside.size} points left the image")
+        res.warnings.append(warn("tracking_left_image", f"{int((~inside).sum())} of {inside.size} points left "
+                                 "the image"))
     if full_beat:
         _close_beat(res, drift_correction)
     return res
@@ -377,7 +380,7 @@ def track_lk(
         inside &= (out[j, :, 0] >= 0) & (out[j, :, 0] <= w - 1) & (out[j, :, 1] >= 0) & (out[j, :, 1] <= h - 1)
     res = TrackResult(out, t0, inside, method="lk" if init is None else "flow+lk")
     if n_fail:
-        res.warnings.append(f"LK lost {n_fail} point-steps (kept the previous position)")
+        res.warnings.append(warn("tracking_lk_lost", f"LK lost {n_fail} point-steps (kept the previous position)"))
     if full_beat:
         _close_beat(res, drift_correction)
     return res

@@ -382,7 +382,7 @@ def stats_from_card(card: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 # ----------------------------------------------------------------------------- one clip
 #: Warning that analyze() adds when a clip is out of distribution ({score}, {threshold}, {trained_on}).
-OOD_WARNING = ("model: this clip is unlike the data the model was trained on (out-of-distribution score "
+OOD_WARNING = ("this clip is unlike the data the model was trained on (out-of-distribution score "
                "{score:.2f} > threshold {threshold:.2f}; trained on: {trained_on}); p_tts and the saliency "
                "are not reliable for it")
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..clip import Clip
 from ..errors import InputError
+from ..warning_codes import warn
 from .geometry import build_geometry, class_map
 from .groundtruth import GroundTruth, ScanGeometry, build_groundtruth, measures_from_model
 from .motion import build_motion, static_terms_many
@@ -565,8 +566,8 @@ def _assemble(preset: str, p: dict, geo, model, cmap, frames: np.ndarray, mask: 
         clip.metadata["variety"] = p["variety"]
     left, right = _margins(geo, model)
     if min(left, right) < 0.0:
-        clip.warnings.append(f"the LV myocardium leaves the sector by {-min(left, right):.1f} mm in this clip: "
-                             "the ground truth there holds motion the image cannot show")
+        clip.warnings.append(warn("source_note", f"the LV myocardium leaves the sector by {-min(left, right):.1f} mm "
+                                  "in this clip: the ground truth there holds motion the image cannot show"))
     return clip, gt
 
 
