@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from ._numerics import refine_extremum
 from .errors import InputError, QualityError
 from .warning_codes import ReportWarning, warn, warning_dicts
 
@@ -243,10 +244,7 @@ def _period(v: np.ndarray, pmin: float, pmax: float) -> tuple[float, float]:
             best = k
             break
     k = best
-    a, b, c = r[k - 1], r[k], r[k + 1]
-    den = a - 2 * b + c
-    off = 0.5 * (a - c) / den if den < 0 else 0.0
-    return float(k + np.clip(off, -0.5, 0.5)), float(np.clip(b, 0.0, 1.0))
+    return refine_extremum(r, k, maximum=True), float(np.clip(r[k], 0.0, 1.0))
 
 
 #: Trimmed fraction at each end of the per-frame velocities for the sub-frame end-diastole.
@@ -396,7 +394,7 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
             hr = None
         return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
                            np.array([0, n_frames - 1]), np.array([es]), p, warnings,
-                           [(0.0, _refine_min(-p, es), float(n_frames - 1))])
+                           [(0.0, refine_extremum(-p, es, maximum=False), float(n_frames - 1))])
 
     period_ac, conf, periodic, pmin, pmax = _periodicity(v, fps, min_bpm, max_bpm, min_confidence)
     if fps is None:
@@ -444,7 +442,7 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
             es_f = _end_of_systole(vd, a, b, ivrt_frames=None if fps is None else ivrt_s * fps,
                                    rise_frames=0.0 if fps is None else E_RISE_S * fps)
             if not (np.isfinite(es_f) and a < round(es_f) < b):
-                es_f = _refine_min(-p, inner[0])
+                es_f = refine_extremum(-p, inner[0], maximum=False)
             es = int(round(es_f))
             length = b - a
             edge = a == 0 or b == n_frames - 1
@@ -633,17 +631,7 @@ def _ed_time(p_ed: np.ndarray, i: int) -> float:
     position ``p_ed`` among frames ``i-1 .. i+1``, refined by a parabola, within one frame of ``i``."""
     lo, hi = max(i - 1, 0), min(i + 2, p_ed.size)
     j = lo + int(np.argmin(p_ed[lo:hi]))
-    return float(np.clip(_refine_min(p_ed, j), i - 1.0, i + 1.0))
-
-
-def _refine_min(p: np.ndarray, i: int) -> float:
-    """Sub-frame position of the minimum of ``p`` at index ``i`` (parabola through 3 samples)."""
-    if 0 < i < p.size - 1:
-        a, b, c = p[i - 1], p[i], p[i + 1]
-        den = a - 2 * b + c
-        if den > 0:
-            return i + float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-    return float(i)
+    return float(np.clip(refine_extremum(p_ed, j, maximum=False), i - 1.0, i + 1.0))
 
 
 def _ed_es(vd: np.ndarray, n_frames: int, rel: float = 0.4) -> tuple[list[int], list[int]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._numerics import rescale_to_uint8
 from .errors import InputError
 
 __all__ = ["dense_flow", "tracking_flow", "DEFAULT_FLOW_PARAMS", "STUDY_FLOW_PARAMS", "TRACKING_FLOW_PARAMS",
@@ -283,9 +284,7 @@ def _as_uint8(arr: np.ndarray) -> np.ndarray:
     """uint8 frames as they are; float frames linearly rescaled to 0..255 over the clip."""
     if arr.dtype == np.uint8:
         return arr
-    lo, hi = float(arr.min()), float(arr.max())
-    scale = 255.0 / max(hi - lo, 1e-12)
-    return np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
+    return rescale_to_uint8(arr, float(arr.min()), float(arr.max()))
 
 
 def tracking_flow(

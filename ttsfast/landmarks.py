@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from numba import njit
 
+from ._numerics import bilinear_sample, bilinear_sample_one
 from .errors import InputError, QualityError
 from .warning_codes import ReportWarning, warn, warning_dicts
 
@@ -231,17 +232,6 @@ def _smooth_image(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img.astype(np.float32), (0, 0), sigma)
 
 
-def _bilinear_img(img: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    h, w = img.shape
-    x = np.clip(xy[..., 0], 0, w - 1.001)
-    y = np.clip(xy[..., 1], 0, h - 1.001)
-    x0 = np.floor(x).astype(int)
-    y0 = np.floor(y).astype(int)
-    ax, ay = x - x0, y - y0
-    return ((1 - ax) * (1 - ay) * img[y0, x0] + ax * (1 - ay) * img[y0, x0 + 1]
-            + (1 - ax) * ay * img[y0 + 1, x0] + ax * ay * img[y0 + 1, x0 + 1])
-
-
 def _resample_polyline(p: np.ndarray, n: int) -> np.ndarray:
     seg = np.hypot(*np.diff(p, axis=0).T)
     s = np.concatenate([[0.0], np.cumsum(seg)])
@@ -305,7 +295,7 @@ def wall_points(
         nn = np.stack([-tang[:, 1], tang[:, 0]], axis=1)
         offs = np.linspace(-snap_px, snap_px, int(4 * snap_px) + 1)
         cand = pts[:, None, :] + offs[None, :, None] * nn[:, None, :]
-        val = _bilinear_img(img, cand)
+        val = bilinear_sample(img, cand)
         best = offs[np.argmax(val, axis=1)]
         best[0] = best[-1] = 0.0
         k = np.array([1, 2, 3, 2, 1], float)
@@ -430,20 +420,6 @@ def _elongated_cavity(img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, li
     return best[1], best[2], False
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _bilinear_px(img, x, y):
-    """``_bilinear_img`` at one point (same clamping, same arithmetic)."""
-    h, w = img.shape
-    x = min(max(x, 0.0), w - 1.001)
-    y = min(max(y, 0.0), h - 1.001)
-    x0 = int(np.floor(x))
-    y0 = int(np.floor(y))
-    ax = x - x0
-    ay = y - y0
-    return ((1 - ax) * (1 - ay) * img[y0, x0] + ax * (1 - ay) * img[y0, x0 + 1]
-            + (1 - ax) * ay * img[y0 + 1, x0] + ax * ay * img[y0 + 1, x0 + 1])
-
-
 @njit(cache=True, nogil=True)
 def _wall_profiles(img, starts, dx, dy, max_len):
     """Walk from each cavity border point ``starts[i]`` (x, y) outward along (dx, dy), in
@@ -464,7 +440,7 @@ def _wall_profiles(img, starts, dx, dy, max_len):
             x = starts[i, 0] + t * dx
             y = starts[i, 1] + t * dy
             if 0 <= x <= w - 1 and 0 <= y <= h - 1:
-                v[m] = _bilinear_px(img, x, y)
+                v[m] = bilinear_sample_one(img, x, y)
                 tt[m] = t
                 m += 1
         if m < 4:
@@ -499,7 +475,7 @@ def _band_widths(img, starts, dx, dy, thr, max_len):
         gap = 0
         for j in range(n_t):
             t = j * 0.5
-            above = _bilinear_px(img, starts[i, 0] + t * dx, starts[i, 1] + t * dy) > thr
+            above = bilinear_sample_one(img, starts[i, 0] + t * dx, starts[i, 1] + t * dy) > thr
             if j < 6 and above:
                 first = True
             if j == 6 and not first:
@@ -549,7 +525,7 @@ def _band_profile(img: np.ndarray, origin: np.ndarray, tdir: np.ndarray, s: np.n
     nrm = np.array([-tdir[1], tdir[0]])
     off = np.linspace(-half, half, max(3, int(2 * half) + 1))
     pts = origin[None, None, :] + s[:, None, None] * tdir[None, None, :] + off[None, :, None] * nrm[None, None, :]
-    return _bilinear_img(img, pts).mean(axis=1)
+    return bilinear_sample(img, pts).mean(axis=1)
 
 
 def _band_centre(img: np.ndarray, p: np.ndarray, reach: float, frac: float = 0.65) -> np.ndarray:

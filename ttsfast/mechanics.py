@@ -35,6 +35,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 from numba import njit
 
+from ._numerics import refined_peak_value, rescale_to_uint8
 from .errors import InputError, QualityError
 from .warning_codes import ReportWarning, warn, warning_dicts
 from .landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
@@ -511,15 +512,7 @@ def _peak_value(v: np.ndarray, sel: np.ndarray) -> float | None:
     idx = np.flatnonzero(sel)
     if idx.size == 0:
         return None
-    k = int(idx[np.argmax(v[idx])])
-    best = float(v[k])
-    if 0 < k < v.size - 1:
-        a, b, c = v[k - 1], v[k], v[k + 1]
-        den = a - 2 * b + c
-        if den < 0:
-            off = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-            best = float(b - 0.25 * (a - c) * off)
-    return best
+    return refined_peak_value(v, int(idx[np.argmax(v[idx])]))
 
 
 def _peak_steps(
@@ -690,7 +683,7 @@ def measure_mechanics(
         seg = np.asarray(frames[ed:t_hi + 1], dtype=np.float64)
         lo, hi = float(np.nanmin(seg)), float(np.nanmax(seg))
         frames = np.zeros(frames.shape, np.uint8)
-        frames[ed:t_hi + 1] = np.clip(np.rint((np.nan_to_num(seg, nan=lo) - lo) * (255.0 / max(hi - lo, 1e-12))), 0, 255)
+        frames[ed:t_hi + 1] = rescale_to_uint8(np.nan_to_num(seg, nan=lo), lo, hi)
     ed_flow = ed  # index of the pair ed -> ed+1 in `flow` (the "dis" branch replaces `flow`)
     if method == "lk":
         tr = track_lk(frames, pts0, t0=ed, t1=t_hi, win_size=lk_win_size, max_level=lk_max_level)

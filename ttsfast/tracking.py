@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from ._numerics import remove_linear_drift
 from .errors import InputError
 from .warning_codes import ReportWarning, warn
 
@@ -185,10 +186,7 @@ def correct_drift(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     drift : np.ndarray
         ``[N, 2]`` closure error (last minus first) before correction.
     """
-    p = np.asarray(points, dtype=np.float64)
-    drift = p[-1] - p[0]
-    frac = np.linspace(0.0, 1.0, p.shape[0])[:, None, None]
-    return p - frac * drift[None], drift
+    return remove_linear_drift(points)
 
 
 def _close_beat(res: "TrackResult", drift_correction: bool) -> None:
