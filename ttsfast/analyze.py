@@ -93,7 +93,7 @@ def analyze(source: Any, *, fps: float | None = None, landmarks: Mapping[str, An
         Take the slow part of each annulus track from its basal wall
         (``measure_mechanics(annulus_anchor=)``, default on: it removes most of the annulus's
         excursion under-read on synthetic clips; an annulus whose basal wall the tracker lost
-        keeps its own track, with a warning; README "Accuracy"). Not applied with
+        keeps its own track, with a warning; docs/accuracy.md). Not applied with
         ``tracker="lk"``. The report's ``mechanics.annulus_anchored`` says, per annulus,
         whether it was.
     landmark_detector : str

@@ -237,7 +237,7 @@ def _add_tracker_args(p: argparse.ArgumentParser) -> None:
                    help="automatic landmarks: classic heuristics (default) or the learned detector (cnn)")
     p.add_argument("--annulus-anchor", action=argparse.BooleanOptionalAction, default=True,
                    help="take the annulus's slow motion from its basal wall (default on; --no-annulus-anchor "
-                        "keeps each annulus's own track; README, Accuracy)")
+                        "keeps each annulus's own track; docs/accuracy.md)")
 
 
 def _analyze_kwargs(args: argparse.Namespace) -> dict:
@@ -369,7 +369,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = write_report(res, args.out)
     print(format_summary(res, path))
     print("(first call in this process: the times include opening the ONNX session and loading the "
-          "Numba kernels; see the README for warm timings)")
+          "Numba kernels; see docs/performance.md for warm timings)")
     print(f"report: {out}/report.json, figures: {out}/saliency.png {out}/mechanics.png, video: {out}/overlay.mp4")
     return 0
 

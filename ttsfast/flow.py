@@ -62,7 +62,7 @@ EDGE_MARGIN = 4
 #: 0.5 px per frame of the clip's Farneback flow.  Chosen on 24 noisy synthetic clips (normal,
 #: tts, stemi_anterior x seeds 0-7; true landmarks, detected beat) against ``dense_flow``: each
 #: clip's worst segmental strain error, median / max over clips, 2.2 / 6.0 points against
-#: 4.0 / 11.6, with the other measures as good or better (README, "Accuracy").  Small patches
+#: 4.0 / 11.6, with the other measures as good or better (docs/accuracy.md).  Small patches
 #: follow the tissue where the 21 px Farneback window averages over contracting and akinetic
 #: wall, the static near field and the annulus crest; each pixel's flow is the patches' flows
 #: weighted by how well they explain that pixel, so a patch straddling a motion border counts
