@@ -37,43 +37,18 @@ STUDY_FLOW_PARAMS: dict[str, Any] = dict(
     pyr_scale=0.5, levels=1, winsize=21, iterations=3, poly_n=5, poly_sigma=1.1, gaussian=False
 )
 
-#: Defaults of :func:`dense_flow`: the study's settings with a deeper pyramid.  Chosen by
-#: median end-point error in the myocardium of ``ttsfast.synth`` clips (normal 50 fps, TTS
-#: 30 fps, anterior STEMI 25 fps; motion up to 4 px/frame): box window 21 px 0.086 px,
-#: 15 px 0.096, 25 px 0.089, 31 px 0.099; Gaussian window 21 px 0.123, 41 px 0.085 (twice
-#: the cost); poly_n=7 0.102; iterations 5 or levels 1..4 change nothing at these speeds
-#: (DIS MEDIUM: 0.093).  levels=3 (vs the study's 1) costs ~8 % and lowers the 95th
-#: percentile error at 10 px/frame (low frame rates).  The box window's cost does not
-#: depend on winsize.
+#: Defaults of :func:`dense_flow`: the study's settings with a deeper pyramid (levels=3), chosen
+#: by median end-point error in the myocardium of synthetic clips (docs/flow_notes.md).
 DEFAULT_FLOW_PARAMS: dict[str, Any] = dict(
     pyr_scale=0.5, levels=3, winsize=21, iterations=3, poly_n=5, poly_sigma=1.1, gaussian=False
 )
 
-#: Default ``edge_margin`` of the native backend with a mask (px per pyramid layer).
-#: Measured on 6 synthetic clips whose walls come within 16 px of the sector edge (synth's
-#: framing switched off): end-systolic position error of those wall points, median 1.47 px
-#: with OpenCV's behaviour (margin 0), 0.90 / 0.77 / 0.74 / 0.87 px with margins 2 / 3 / 4 / 6
-#: (0.61 px for points further in, unchanged); worst GLS error 3.21 -> 1.41 points.
+#: Default ``edge_margin`` of the native backend with a mask (px per pyramid layer): keeps the
+#: static sector edge from pulling the wall's flow to zero (docs/flow_notes.md).
 EDGE_MARGIN = 4
 
-#: Defaults of :func:`tracking_flow`, the flow the mechanics stage tracks points on: OpenCV's
-#: DIS (dense inverse search) with 8 px patches every 4 px, on every pyramid layer down to the
-#: full grid, 25 gradient-descent iterations per patch, no variational refinement, held within
-#: 0.5 px per frame of the clip's Farneback flow.  Chosen on 24 noisy synthetic clips (normal,
-#: tts, stemi_anterior x seeds 0-7; true landmarks, detected beat) against ``dense_flow``: each
-#: clip's worst segmental strain error, median / max over clips, 2.2 / 6.0 points against
-#: 4.0 / 11.6, with the other measures as good or better (docs/accuracy.md).  Small patches
-#: follow the tissue where the 21 px Farneback window averages over contracting and akinetic
-#: wall, the static near field and the annulus crest; each pixel's flow is the patches' flows
-#: weighted by how well they explain that pixel, so a patch straddling a motion border counts
-#: little.  On a plain speckle phantom DIS is NOT more accurate per pixel (median error 0.14
-#: against 0.12 px): the gain is at the walls.  Tried: variational refinement (5 iterations)
-#: smoothed the gain away (strain 3.1 / 7.4); 12 px or 6 px patches were no better; patches
-#: every 3 px gave 2.3 / 5.9 at 1.5x the cost (the cost matters: analyze() must stay under
-#: OpenCV's decode + Farneback).  The gate: on the real GE control clip ungated DIS let an
-#: annulus point drift 6.5-7.4 px over a beat (Farneback 1.0-4.0); gated, the two trackers
-#: drift alike; on the synthetic clips the gate changes the errors little (2.57 / 5.79 gated
-#: against 2.56 / 5.84 ungated, every 3 px); a 0.3 px gate was worse (2.86 / 7.89).
+#: Defaults of :func:`tracking_flow`, the flow the mechanics track points on: OpenCV's DIS, 8 px
+#: patches every 4 px, held within 0.5 px/frame of the Farneback flow (docs/flow_notes.md).
 TRACKING_FLOW_PARAMS: dict[str, Any] = dict(patch_size=8, patch_stride=4, gd_iterations=25, max_deviation_px=0.5)
 
 #: Smallest side (px) of the box :func:`tracking_flow` computes DIS in.

@@ -291,10 +291,8 @@ MIN_FRAME_CORRELATION = 0.5
 #: An echo sector is mostly dark (blood, shadow, black background): the median grey level in
 #: the sector is 9-49 on the real test clips; figures and documents on white read 255.
 MAX_SECTOR_MEDIAN = 128
-#: A live clip changes every frame; a slide show or a frozen image does not: the share of
-#: consecutive frames whose mean absolute difference in the sector is below 0.5 grey levels
-#: (0-0.07 on the real test clips, 1.0 for a slide show; a capture that shows each frame three
-#: times reads 0.67 and is still analysed).
+#: Most consecutive frames a live clip may leave unchanged (mean absolute difference in the
+#: sector below 0.5 grey levels) before it reads as a slide show or a frozen image (docs/flow_notes.md).
 MAX_STILL_SHARE = 0.9
 
 

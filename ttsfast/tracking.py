@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit
 
 from ._numerics import remove_linear_drift
+from .constants import FRAMES_PER_BEAT
 from .errors import InputError
 from .warning_codes import ReportWarning, warn
 
@@ -384,7 +385,7 @@ def track_lk(
     return res
 
 
-def resample_tracks(points: np.ndarray, n: int = 32) -> np.ndarray:
+def resample_tracks(points: np.ndarray, n: int = FRAMES_PER_BEAT) -> np.ndarray:
     """Resample tracked positions of one beat (``[K, ...]`` over ED..next ED) to ``n`` samples
     by linear interpolation in time (like resampling the beat's frames to ``n``).
 

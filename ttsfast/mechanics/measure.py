@@ -6,6 +6,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..constants import FRAMES_PER_BEAT
 from ..errors import InputError
 from ..landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
 from ..tracking import TrackResult
@@ -91,7 +92,7 @@ def measure_mechanics(
     mask: np.ndarray | None = None,
     flow_backward: np.ndarray | None = None,
     method: str = "dis",
-    n_resample: int = 32,
+    n_resample: int = FRAMES_PER_BEAT,
     n_wall: int = 31,
     wall_snap_px: float = 0.0,
     drift_correction: bool = True,

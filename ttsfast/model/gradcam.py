@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..constants import FRAMES_PER_BEAT
 from ..errors import InputError
 
 ARMS = ("spatial", "temporal")
@@ -189,7 +190,7 @@ def grad_cam(net, spatial, temporal, classes: Sequence[int] = (0, 1),
 
 
 def cam_from_raw(cam_spatial: np.ndarray, cam_temporal: np.ndarray, classes: Sequence[int] = (0, 1),
-                 out_size: Sequence[int] | None = (32, 128, 176)) -> dict[str, np.ndarray]:
+                 out_size: Sequence[int] | None = (FRAMES_PER_BEAT, 128, 176)) -> dict[str, np.ndarray]:
     """CAM fast path from the ONNX outputs ``cam_spatial`` / ``cam_temporal`` [B, 2, t, h, w].
 
     Returns ``{"spatial": [B, K, T, H, W], "temporal": [B, K, T, H, W]}`` in [0, 1], equal to

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..constants import FRAMES_PER_BEAT
 from ..errors import InputError
 
 #: Model input grid (frames per beat, rows, cols): half the 256x352 analysis grid.
-MODEL_T, MODEL_H, MODEL_W = 32, 128, 176
+MODEL_T, MODEL_H, MODEL_W = FRAMES_PER_BEAT, 128, 176
 #: Flow divisor (model-grid px per frame step) so that typical flows are O(1).
 FLOW_SCALE = 0.5
 

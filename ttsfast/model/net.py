@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from ..constants import FRAMES_PER_BEAT
 from .._optional import require_torch
 
 torch = require_torch("the PyTorch network (training, the Grad-CAM hooks path, .pt checkpoints, export)")
@@ -47,7 +48,7 @@ class NetConfig:
         Dropout on the pooled features (training only).
     """
 
-    t: int = 32
+    t: int = FRAMES_PER_BEAT
     h: int = 128
     w: int = 176
     channels: tuple[int, ...] = (8, 16, 32, 64)
