@@ -11,12 +11,13 @@ No ECG is used.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit
 
 from ._numerics import refine_extremum
+from .constants import FRAMES_PER_BEAT
 from .errors import InputError, QualityError
 from .warning_codes import ReportWarning, warn, warning_dicts
 
@@ -247,16 +248,13 @@ def _period(v: np.ndarray, pmin: float, pmax: float) -> tuple[float, float]:
     return refine_extremum(r, k, maximum=True), float(np.clip(r[k], 0.0, 1.0))
 
 
-#: Trimmed fraction at each end of the per-frame velocities for the sub-frame end-diastole.
-#: On 24 noisy synthetic clips (3 presets x seeds 0-7, half mirrored, a third at 30 fps) the
-#: end-diastole error (median / max frames) was 0.49 / 0.98 with the plain mean and 0.26 / 0.85
-#: with 15 %; the end-systole, read from the plain mean, got worse with trimming (max 1.3 -> 5.3).
+#: Trimmed fraction at each end of the per-frame velocities for the sub-frame end-diastole (the
+#: closing mitral leaflets would pull a plain mean late); see docs/cycle_notes.md.
 ED_TRIM = 0.15
 
 #: Time (s) from the onset of the early-diastolic (E') motion to its velocity reaching 15 % of the
-#: systolic peak, where end-systole detection reads the E' onset (end-systole = that crossing
-#: minus this rise minus the IVRT). On the same 24 clips the crossing came 13-17 ms after the
-#: true E' onset at both 30 and 50 fps.
+#: systolic peak: end-systole = that crossing minus this rise minus the IVRT; see
+#: docs/cycle_notes.md.
 E_RISE_S = 0.015
 
 
@@ -364,38 +362,184 @@ def _periodicity(v: np.ndarray, fps: float | None, min_bpm: float, max_bpm: floa
     return period_ac, conf, bool(np.isfinite(period_ac) and conf >= min_confidence), pmin, pmax
 
 
+class _BeatReading(NamedTuple):
+    """The beats read from the extrema of the motion (:func:`_read_beats`)."""
+
+    beats: list[tuple[int, int, int]]  #: complete beats ``(ed, es, next_ed)``, frames; empty when none passed
+    lengths: list[float]  #: sub-frame length of each beat, frames
+    times: list[tuple[float, float, float]]  #: sub-frame ``(ed, es, next_ed)`` of each beat, frames
+    eds: list[int]  #: every end-diastole found, frames
+    ess: list[int]  #: every end-systole found, frames
+    p: np.ndarray  #: float ``[T]`` integrated position (px, toward the apex positive), drift removed
+    vd: np.ndarray  #: float ``[T-1]`` velocity (px/frame), drift removed
+    warnings: list[ReportWarning]  #: ``beat_rejected`` for each candidate beat turned down, in order
+
+
+def _drift_free(v: np.ndarray, v_ed: np.ndarray, periodic: bool, period_ac: float
+                ) -> tuple[np.ndarray, list[int], list[int], np.ndarray, np.ndarray]:
+    """Drift removal: zero-mean velocity over whole periods (``periodic``) or between the first and
+    last end-diastole, and the extrema of the result.
+
+    Parameters
+    ----------
+    v, v_ed : np.ndarray
+        float ``[T-1]`` mean and trimmed-mean longitudinal velocity, px/frame.
+    periodic : bool
+        Whether ``period_ac`` (frames) is the confirmed period.
+
+    Returns
+    -------
+    vd : np.ndarray
+        float ``[T-1]`` drift-free velocity, px/frame.
+    eds, ess : list of int
+        End-diastoles and end-systoles of ``vd`` (:func:`_ed_es`), frames.
+    p, p_ed : np.ndarray
+        float ``[T]`` integrated positions (px) of ``vd`` and of the drift-free ``v_ed``.
+    """
+    n_frames = v.size + 1
+    if periodic:
+        n_whole = int(np.floor(v.size / period_ac))
+        span = slice(0, max(int(round(n_whole * period_ac)) if n_whole >= 1 else v.size, 1))
+        vd = v - v[span].mean()
+    else:
+        vd, span = v.copy(), None
+    eds, ess = _ed_es(vd, n_frames)
+    if not periodic and len(eds) >= 2 and eds[-1] > eds[0]:
+        span = slice(eds[0], eds[-1])
+        vd = v - v[span].mean()
+        eds, ess = _ed_es(vd, n_frames)
+    p = np.concatenate([[0.0], np.cumsum(vd)])
+    p_ed = np.concatenate([[0.0], np.cumsum(v_ed - (0.0 if span is None else v_ed[span].mean()))])
+    return vd, eds, ess, p, p_ed
+
+
+def _read_beats(v: np.ndarray, v_ed: np.ndarray, periodic: bool, period_ac: float, pmin: float, pmax: float,
+                fps: float | None, ivrt_s: float) -> _BeatReading:
+    """The complete beats between consecutive end-diastoles of the drift-free motion.
+
+    A beat needs exactly one end-systole between its end-diastoles and a plausible length: within
+    0.8-1.25 of the period ``period_ac`` (0.9-1.1 at the clip's ends) when ``periodic``, else
+    within ``[pmin, pmax]`` frames, and a beat ending on the last frame must end with the atrial
+    motion (:func:`_atrial_descent`; needs ``fps``). End-systole: :func:`_end_of_systole`, else
+    the maximum of the position.
+
+    Parameters
+    ----------
+    v, v_ed, periodic, period_ac :
+        As for :func:`_drift_free`.
+    pmin, pmax : float
+        Plausible beat lengths, frames.
+    fps : float or None
+        Frame rate (frames/s); needed when not ``periodic``.
+    ivrt_s : float
+        Isovolumic relaxation time, s.
+
+    Returns
+    -------
+    _BeatReading
+        With its warnings (never appended elsewhere).
+    """
+    n_frames = v.size + 1
+    vd, eds, ess, p, p_ed = _drift_free(v, v_ed, periodic, period_ac)
+    beats: list[tuple[int, int, int]] = []
+    lengths: list[float] = []
+    times: list[tuple[float, float, float]] = []
+    warnings: list[ReportWarning] = []
+    for a, b in zip(eds[:-1], eds[1:]):
+        inner = [e for e in ess if a < e < b]
+        if len(inner) != 1:
+            warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: {len(inner)} end-systoles between its "
+                                 "end-diastoles"))
+            continue
+        es_f = _end_of_systole(vd, a, b, ivrt_frames=None if fps is None else ivrt_s * fps,
+                               rise_frames=0.0 if fps is None else E_RISE_S * fps)
+        if not (np.isfinite(es_f) and a < round(es_f) < b):
+            es_f = refine_extremum(-p, inner[0], maximum=False)
+        es = int(round(es_f))
+        length = b - a
+        edge = a == 0 or b == n_frames - 1
+        if periodic:
+            lo_f, hi_f = (0.9, 1.1) if edge else (0.8, 1.25)
+            ok = lo_f * period_ac <= length <= hi_f * period_ac
+        elif b == n_frames - 1 and not _atrial_descent(p, b, es, 0.15 * fps):
+            # without a period to check it against, a still last frame may as well be
+            # diastasis before the atrial kick: the beat's end is not in the clip
+            warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: the clip ends in diastasis before the atrial "
+                            "motion, so the next end-diastole is not in it and no period confirms it"))
+            continue
+        else:
+            ok = pmin <= length <= pmax
+        if not ok:
+            warnings.append(warn("beat_rejected", f"beat {a}->{b} ({length} frames) rejected: outside the "
+                                 "plausible period"))
+            continue
+        beats.append((int(a), int(es), int(b)))
+        ed_a, ed_b = _ed_time(p_ed, a), _ed_time(p_ed, b)
+        lengths.append(ed_b - ed_a)
+        times.append((ed_a, es_f, ed_b))
+    return _BeatReading(beats, lengths, times, eds, ess, p, vd, warnings)
+
+
+def _single_beat_cycle(v: np.ndarray, fps: float | None, min_bpm: float, max_bpm: float) -> CycleResult:
+    """:func:`detect_cycles` with ``single_beat=True``: the clip is one beat, end-diastole at its
+    first and last frames, end-systole the maximum of the position between them.
+
+    Parameters
+    ----------
+    v : np.ndarray
+        float ``[T-1]`` mean longitudinal velocity, px/frame (toward the apex positive).
+    fps : float or None
+        Frame rate, frames/s.
+    min_bpm, max_bpm : float
+        Plausible heart rates; outside them the heart rate is not reported.
+
+    Returns
+    -------
+    CycleResult
+        Confidence: the closure of the beat (1 when the motion returns to its start).
+
+    Raises
+    ------
+    QualityError
+        No end-systole between the first and last frames.
+    """
+    n_frames = v.size + 1
+    warnings: list[ReportWarning] = []
+    p = np.concatenate([[0.0], np.cumsum(v)])
+    closure = p[-1]
+    # the beat must close (not remove_linear_drift: that ramp's arithmetic differs in the last bits)
+    p = p - closure * np.arange(n_frames) / (n_frames - 1)
+    es = int(np.argmax(p[1:-1]) + 1) if n_frames > 2 else 0
+    amp = p.max() - p.min()
+    conf = float(np.clip(1.0 - abs(closure) / max(amp, 1e-9), 0.0, 1.0))
+    if n_frames < 4 or es <= 0 or es >= n_frames - 1:
+        raise QualityError("single_beat: no end-systole found between the first and last frames")
+    if conf < 0.5:
+        warnings.append(warn("single_beat_not_closed", f"single_beat: the motion does not return to its start (closure {closure:.2f} px, "
+                        f"{100 * (1 - conf):.0f} % of the excursion); the clip may not be one full beat"))
+    period = float(n_frames - 1)
+    hr = None if fps is None else 60.0 * fps / period
+    if fps is None:
+        warnings.append(warn("fps_unknown", "fps unknown: heart rate not measured"))
+    elif not min_bpm <= hr <= max_bpm:
+        warnings.append(warn("heart_rate_implausible", f"one beat of {n_frames - 1} frames at {fps:g} frames/s is {hr:.0f} bpm, outside "
+                        f"{min_bpm:g}-{max_bpm:g}: the frame rate is probably not the acquisition rate "
+                        "(pass fps=); heart rate not reported"))
+        hr = None
+    return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
+                       np.array([0, n_frames - 1]), np.array([es]), p, warnings,
+                       [(0.0, refine_extremum(-p, es, maximum=False), float(n_frames - 1))])
+
+
 def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min_bpm: float, max_bpm: float,
                          min_confidence: float, ivrt_s: float, *, single_beat: bool) -> CycleResult:
     """:func:`detect_cycles` on its longitudinal signals: ``v [T-1]`` the mean tissue velocity
     (px/frame, toward the apex positive) and ``v_ed`` the trimmed one used for the sub-frame
     end-diastoles; ``single_beat`` True reads the clip as one beat, False searches the beats."""
+    if single_beat:
+        return _single_beat_cycle(v, fps, min_bpm, max_bpm)
     n_frames = v.size + 1
     warnings: list[ReportWarning] = []
-    if single_beat:
-        p = np.concatenate([[0.0], np.cumsum(v)])
-        closure = p[-1]
-        p = p - closure * np.arange(n_frames) / (n_frames - 1)  # the beat must close
-        es = int(np.argmax(p[1:-1]) + 1) if n_frames > 2 else 0
-        amp = p.max() - p.min()
-        conf = float(np.clip(1.0 - abs(closure) / max(amp, 1e-9), 0.0, 1.0))
-        if n_frames < 4 or es <= 0 or es >= n_frames - 1:
-            raise QualityError("single_beat: no end-systole found between the first and last frames")
-        if conf < 0.5:
-            warnings.append(warn("single_beat_not_closed", f"single_beat: the motion does not return to its start (closure {closure:.2f} px, "
-                            f"{100 * (1 - conf):.0f} % of the excursion); the clip may not be one full beat"))
-        period = float(n_frames - 1)
-        hr = None if fps is None else 60.0 * fps / period
-        if fps is None:
-            warnings.append(warn("fps_unknown", "fps unknown: heart rate not measured"))
-        elif not min_bpm <= hr <= max_bpm:
-            warnings.append(warn("heart_rate_implausible", f"one beat of {n_frames - 1} frames at {fps:g} frames/s is {hr:.0f} bpm, outside "
-                            f"{min_bpm:g}-{max_bpm:g}: the frame rate is probably not the acquisition rate "
-                            "(pass fps=); heart rate not reported"))
-            hr = None
-        return CycleResult([(0, es, n_frames - 1)], hr, period, fps, conf,
-                           np.array([0, n_frames - 1]), np.array([es]), p, warnings,
-                           [(0.0, refine_extremum(-p, es, maximum=False), float(n_frames - 1))])
-
     period_ac, conf, periodic, pmin, pmax = _periodicity(v, fps, min_bpm, max_bpm, min_confidence)
     if fps is None:
         warnings.append(warn("fps_unknown", "fps unknown: period searched in frames only, heart rate not measured"))
@@ -414,86 +558,33 @@ def _cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, fps: float | None, min
             )
         warnings.append(warn("periodicity_unconfirmed", "periodicity not confirmed by autocorrelation (less than ~1.3 beats or irregular "
                         "motion): beats read from the extrema of the motion alone"))
-
-    def read_beats(periodic: bool) -> tuple | None:
-        # drift removal: zero-mean velocity over whole periods (periodic) or between the first and last ED
-        if periodic:
-            n_whole = int(np.floor(v.size / period_ac))
-            span = slice(0, max(int(round(n_whole * period_ac)) if n_whole >= 1 else v.size, 1))
-            vd = v - v[span].mean()
-        else:
-            vd, span = v.copy(), None
-        eds, ess = _ed_es(vd, n_frames)
-        if not periodic and len(eds) >= 2 and eds[-1] > eds[0]:
-            span = slice(eds[0], eds[-1])
-            vd = v - v[span].mean()
-            eds, ess = _ed_es(vd, n_frames)
-        p = np.concatenate([[0.0], np.cumsum(vd)])
-        p_ed = np.concatenate([[0.0], np.cumsum(v_ed - (0.0 if span is None else v_ed[span].mean()))])
-        beats: list[tuple[int, int, int]] = []
-        lengths: list[float] = []
-        times: list[tuple[float, float, float]] = []
-        for a, b in zip(eds[:-1], eds[1:]):
-            inner = [e for e in ess if a < e < b]
-            if len(inner) != 1:
-                warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: {len(inner)} end-systoles between its "
-                                     "end-diastoles"))
-                continue
-            es_f = _end_of_systole(vd, a, b, ivrt_frames=None if fps is None else ivrt_s * fps,
-                                   rise_frames=0.0 if fps is None else E_RISE_S * fps)
-            if not (np.isfinite(es_f) and a < round(es_f) < b):
-                es_f = refine_extremum(-p, inner[0], maximum=False)
-            es = int(round(es_f))
-            length = b - a
-            edge = a == 0 or b == n_frames - 1
-            if periodic:
-                lo_f, hi_f = (0.9, 1.1) if edge else (0.8, 1.25)
-                ok = lo_f * period_ac <= length <= hi_f * period_ac
-            elif b == n_frames - 1 and not _atrial_descent(p, b, es, 0.15 * fps):
-                # without a period to check it against, a still last frame may as well be
-                # diastasis before the atrial kick: the beat's end is not in the clip
-                warnings.append(warn("beat_rejected", f"beat {a}->{b} rejected: the clip ends in diastasis before the atrial "
-                                "motion, so the next end-diastole is not in it and no period confirms it"))
-                continue
-            else:
-                ok = pmin <= length <= pmax
-            if not ok:
-                warnings.append(warn("beat_rejected", f"beat {a}->{b} ({length} frames) rejected: outside the "
-                                     "plausible period"))
-                continue
-            beats.append((int(a), int(es), int(b)))
-            ed_a, ed_b = _ed_time(p_ed, a), _ed_time(p_ed, b)
-            lengths.append(ed_b - ed_a)
-            times.append((ed_a, es_f, ed_b))
-        if not beats:
-            return None
-        return beats, lengths, times, eds, ess, p, vd
-
-    got = read_beats(periodic)
-    if got is None and periodic and fps is not None:
+    got = _read_beats(v, v_ed, periodic, period_ac, pmin, pmax, fps, ivrt_s)
+    warnings += got.warnings
+    if not got.beats and periodic and fps is not None:
         # the autocorrelation may have locked on a fraction of the period (clips of 1-2 beats):
         # read the beats from the extrema of the motion, bounded by the plausible heart rates
         warnings.append(warn("period_mismatch", f"no beat matched the autocorrelation period ({period_ac:.1f} frames); "
                         "beats read from the extrema of the motion alone"))
         periodic = False
-        got = read_beats(False)
-    if got is None:
+        got = _read_beats(v, v_ed, False, period_ac, pmin, pmax, fps, ivrt_s)
+        warnings += got.warnings
+    if not got.beats:
         raise QualityError(
             f"no complete cardiac cycle found ({n_frames} frames in the clip"
             + (f", period {period_ac:.1f} frames" if periodic else "") + "); record at least one full beat"
             + "".join(f"; {w.message}" for w in warnings if w.code == "beat_rejected")
         )
-    beats, lengths, times, eds, ess, p, vd = got
-    period = period_ac if periodic else float(np.mean(lengths))
+    beats, p = got.beats, got.p
+    period = period_ac if periodic else float(np.mean(got.lengths))
     if not periodic:
         closure = [abs(p[b] - p[a]) / max(p[e] - min(p[a], p[b]), 1e-9) for a, e, b in beats]
         conf = float(np.clip(1.0 - np.mean(closure), 0.0, 1.0)) * 0.8
     hr = None if fps is None else 60.0 * fps / period
-    if periodic and abs(np.mean(lengths) - period) > 0.15 * period:
+    if periodic and abs(np.mean(got.lengths) - period) > 0.15 * period:
         warnings.append(warn("beat_lengths_disagree", "beat lengths disagree with the autocorrelation period; "
                              "heart rate is uncertain"))
-    return CycleResult(beats, hr, period, fps, conf, np.array(eds, dtype=int), np.array(ess, dtype=int), p,
-                       warnings, times)
+    return CycleResult(beats, hr, period, fps, conf, np.array(got.eds, dtype=int), np.array(got.ess, dtype=int), p,
+                       warnings, got.times)
 
 
 #: One-beat test (:func:`looks_like_one_beat`), in shares of the motion's range: how far the
@@ -681,7 +772,7 @@ def _ed_es(vd: np.ndarray, n_frames: int, rel: float = 0.4) -> tuple[list[int], 
     return sorted(mins), sorted(maxs)
 
 
-def beat_times(ed: int, next_ed: int, n: int = 32) -> np.ndarray:
+def beat_times(ed: int, next_ed: int, n: int = FRAMES_PER_BEAT) -> np.ndarray:
     """Fractional frame times of ``n`` samples spanning a beat, ed .. next_ed inclusive.
 
     Returns
@@ -697,7 +788,7 @@ def beat_times(ed: int, next_ed: int, n: int = 32) -> np.ndarray:
 
 
 def resample_beat(
-    array: np.ndarray, ed: int, next_ed: int, n: int = 32, *, kind: str = "frames"
+    array: np.ndarray, ed: int, next_ed: int, n: int = FRAMES_PER_BEAT, *, kind: str = "frames"
 ) -> np.ndarray:
     """Resample one beat of frames or of flow to ``n`` samples by linear interpolation in time.
 
