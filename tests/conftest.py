@@ -118,3 +118,112 @@ def _reports_follow_schema(monkeypatch):
         return d
 
     monkeypatch.setattr(AnalysisResult, "to_dict", checked)
+
+
+# ----------------------------------------------------------------------------- synthetic clips
+
+@pytest.fixture(scope="module")
+def synth_cache():
+    """Per-module cache of synthetic clips and their flow (``_synth_helpers.synth_case``)."""
+    return {}
+
+
+# ----------------------------------------------------------------------------- accuracy record
+
+_ACCURACY = pytest.StashKey[list]()
+
+
+def artefacts_dir() -> Path:
+    """Where test artefacts go: ``$TTSFAST_ARTEFACTS``, else ``<repo root>/build`` (git-ignored)."""
+    env = os.environ.get("TTSFAST_ARTEFACTS")
+    return Path(env) if env else REPO_ROOT / "build"
+
+
+def _jsonable(v):
+    import numpy as np
+
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic, np.ndarray)):
+        return _jsonable(v.tolist())
+    return v
+
+
+@pytest.fixture(scope="session")
+def accuracy_record(pytestconfig):
+    """``accuracy_record(key, case, value, limit=None, unit=None, met=None, **extra)``: keep a
+    measured accuracy number (a float, or a dict of them) for ``accuracy.json``, written at the
+    end of the session (see ``pytest_sessionfinish``). For a key of the targets table
+    (tests/accuracy_targets.py) limit, unit and met default to the table's."""
+    from datetime import datetime, timezone
+
+    from accuracy_targets import TARGETS
+
+    records = pytestconfig.stash.setdefault(_ACCURACY, [])
+
+    def record(key, case, value, *, limit=None, unit=None, met=None, **extra):
+        t = TARGETS.get(key)
+        if t is not None:
+            limit = t.limit if limit is None else limit
+            unit = t.unit if unit is None else unit
+        if met is None and limit is not None and not isinstance(value, dict):
+            met = bool(value <= limit)
+        rec = {"key": key, "case": str(case), "value": _jsonable(value), "limit": limit, "unit": unit,
+               "met": None if met is None else bool(met),
+               "test": os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0],
+               "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        rec.update({k: _jsonable(v) for k, v in extra.items()})
+        records.append(rec)
+
+    return record
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Write ``accuracy.json`` when anything was recorded: the date, the targets table and
+    every value recorded. Values of earlier sessions for (key, case) pairs not measured in this
+    one are kept (each record carries its own time), so that running the test files one by one
+    fills one file. A directory that cannot be written is a warning, never an error."""
+    import json
+    import warnings
+    from datetime import datetime, timezone
+
+    records = session.config.stash.get(_ACCURACY, None)
+    if not records:
+        return
+    out = artefacts_dir() / "accuracy.json"
+    try:
+        from accuracy_targets import TARGETS
+
+        new = {(r["key"], r["case"]): r for r in records}
+        kept = []
+        try:
+            old = json.loads(out.read_text())
+            kept = [r for r in old.get("records", []) if (r.get("key"), r.get("case")) not in new]
+        except (OSError, ValueError, AttributeError):
+            pass
+        doc = {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "targets": {k: {"what": t.what, "limit": t.limit, "unit": t.unit, "unmet": sorted(t.unmet)}
+                        for k, t in TARGETS.items()},
+            "records": sorted(kept + list(new.values()), key=lambda r: (r["key"], r["case"])),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=1, allow_nan=True) + "\n")
+        tmp.replace(out)
+        session.config.stash[_ACCURACY_PATH] = f"accuracy numbers ({len(new)} recorded): {out}"
+    except Exception as e:  # noqa: BLE001 - an artefact must never fail the session
+        msg = f"accuracy.json not written to {out}: {type(e).__name__}: {e}"
+        session.config.stash[_ACCURACY_PATH] = "WARNING " + msg
+        warnings.warn(msg, stacklevel=1)
+
+
+_ACCURACY_PATH = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    line = config.stash.get(_ACCURACY_PATH, None)
+    if line:
+        terminalreporter.write_line(line, yellow=line.startswith("WARNING"))

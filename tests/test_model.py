@@ -18,6 +18,7 @@ _REPO = str(Path(__file__).resolve().parents[1])
 if _REPO not in sys.path:
     sys.path.append(_REPO)
 
+from accuracy_targets import check_target, target_cases  # noqa: E402
 from ttsfast.errors import InputError, ModelError  # noqa: E402
 from ttsfast.model.inputs import FLOW_SCALE, make_inputs  # noqa: E402
 from ttsfast.model.net import (CLASSES, NetConfig, TwoArmNet, count_flops, count_params,  # noqa: E402
@@ -343,12 +344,25 @@ def test_shipped_model_discriminates_fresh_synthetic_clips(tmp_path):
     assert m["auc"] >= 0.65
 
 
-def test_model_card_reports_the_gap_to_the_true_mechanics():
-    """The shipped card states the held-out AUC of the CNN and of the logistic regression on the
-    true mechanics, and their difference; the issue's target is a gap of at most 0.03."""
+@pytest.fixture(scope="module")
+def card_auc_gap():
+    """The shipped model card, and the held-out AUCs (CNN, logistic regression on the true
+    mechanics) that the 0.03 target is judged on: the pooled held-out sets when the card has a
+    second one, else the first."""
     from ttsfast.model.runtime import model_card
 
     card = model_card()
+    ho = card["metrics"]["held_out"]
+    pooled = card["metrics"].get("held_out_pooled")
+    judged = pooled if pooled is not None else ho
+    return card, judged["cnn"]["auc"], judged["logreg_true_mechanics"]["auc"]
+
+
+def test_model_card_reports_the_gap_to_the_true_mechanics(card_auc_gap):
+    """The shipped card states the held-out AUC of the CNN and of the logistic regression on the
+    true mechanics, and their difference; the issue's target is a gap of at most 0.03
+    (test_model_auc_gap_target)."""
+    card = card_auc_gap[0]
     ho = card["metrics"]["held_out"]
     cnn, lr = ho["cnn"]["auc"], ho["logreg_true_mechanics"]["auc"]
     assert ho["cnn"]["n"] >= 200 and ho["cnn"]["n_tts"] == ho["cnn"]["n_stemi"]
@@ -364,9 +378,14 @@ def test_model_card_reports_the_gap_to_the_true_mechanics():
         assert min(cnn, second["cnn"]["auc"]) <= pooled["cnn"]["auc"] + 0.02
         cnn, lr = pooled["cnn"]["auc"], pooled["logreg_true_mechanics"]["auc"]
         assert pooled["auc_gap_cnn_minus_logreg"] == pytest.approx(cnn - lr, abs=1e-3)
-    if lr - cnn > 0.03:
-        pytest.xfail(f"held-out AUC {cnn:.3f} is {lr - cnn:.3f} below the true-mechanics regression's {lr:.3f} "
-                     "(target 0.03; issue 6 ended blocked on it)")
+
+
+@pytest.mark.parametrize("key,case", target_cases("heldout_auc_gap", ["shipped_model"]))
+def test_model_auc_gap_target(key, case, card_auc_gap, accuracy_record):
+    """Held-out AUC of the CNN at most 0.03 below the true-mechanics regression's (issue 6 ended
+    blocked on it)."""
+    _, cnn, lr = card_auc_gap
+    check_target(key, case, lr - cnn, accuracy_record, auc_cnn=cnn, auc_logreg_true_mechanics=lr)
 
 
 def test_auxiliary_mechanics_loss_is_training_only():
