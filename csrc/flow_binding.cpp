@@ -1,0 +1,161 @@
+// Python binding of the dense flow: every argument check in validated_job, then the engine
+// (flow_job.cpp, flow_schedule.cpp) with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "flow_internal.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using ttsfast::flow::Job;
+using ttsfast::flow::Params;
+
+std::string dtype_str(const py::array& a) { return std::string(py::str(a.dtype())); }
+
+// The mask as bool/uint8 [H,W] C-contiguous data, or null for None; mask_arr keeps it alive.
+const std::uint8_t* checked_mask(const py::object& mask_obj, py::ssize_t H, py::ssize_t W,
+                                 py::array& mask_arr) {
+    if (mask_obj.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(mask_obj))
+        throw py::value_error("mask must be a numpy bool array [H,W] or None");
+    mask_arr = py::reinterpret_borrow<py::array>(mask_obj);
+    const char mk = mask_arr.dtype().kind();
+    if (!((mk == 'b' || mk == 'u') && mask_arr.itemsize() == 1))
+        throw py::value_error("mask must be bool or uint8, got dtype " + dtype_str(mask_arr));
+    if (mask_arr.ndim() != 2 || mask_arr.shape(0) != H || mask_arr.shape(1) != W)
+        throw py::value_error("mask must have shape [H,W] = [" + std::to_string(H) + "," +
+                              std::to_string(W) + "]");
+    if (!(mask_arr.flags() & py::array::c_style))
+        throw py::value_error("mask must be C-contiguous");
+    return static_cast<const std::uint8_t*>(mask_arr.data());
+}
+
+// Finite, bounded float intensities only (checked without the GIL).
+void check_float_frames(const float* s, std::size_t n) {
+    bool ok = true;
+    {
+        py::gil_scoped_release rel;
+        for (std::size_t i = 0; i < n; ++i) {
+            float v = s[i];
+            if (!(v >= -65536.f && v <= 65536.f)) {  // also false for NaN
+                ok = false;
+                break;
+            }
+        }
+    }
+    if (!ok)
+        throw py::value_error("float frames must be finite intensities within [-65536, 65536]");
+}
+
+// Every argument check of dense_flow_farneback, in the order they are reported, before any
+// memory is touched; returns the job's frames, size, parameters and mask.
+Job validated_job(const py::array& frames, const Params& p, const py::object& mask_obj,
+                  int threads, int edge_margin, py::array& mask_arr) {
+    const char kind = frames.dtype().kind();
+    const bool is_u8 = kind == 'u' && frames.itemsize() == 1;
+    const bool is_f32 = kind == 'f' && frames.itemsize() == 4;
+    if (!is_u8 && !is_f32)
+        throw py::value_error("frames must be uint8 or float32, got dtype " + dtype_str(frames));
+    if (frames.ndim() != 3)
+        throw py::value_error("frames must have shape [T,H,W], got ndim=" +
+                              std::to_string(frames.ndim()));
+    if (!(frames.flags() & py::array::c_style))
+        throw py::value_error("frames must be C-contiguous");
+    const py::ssize_t T = frames.shape(0), H = frames.shape(1), W = frames.shape(2);
+    if (T < 2) throw py::value_error("need at least 2 frames, got T=" + std::to_string(T));
+    if (!(p.poly_n == 5 || p.poly_n == 7))
+        throw py::value_error("poly_n must be 5 or 7, got " + std::to_string(p.poly_n));
+    const py::ssize_t min_side = 2 * p.poly_n + 1;
+    if (H < min_side || W < min_side)
+        throw py::value_error("frames of " + std::to_string(H) + "x" + std::to_string(W) +
+                              " are smaller than the polynomial filter (" +
+                              std::to_string(min_side) + " px)");
+    if (H > 8192 || W > 8192 || T > 1000000)
+        throw py::value_error("frames too large (at most 8192x8192 px)");
+    if (!(p.pyr_scale > 0 && p.pyr_scale < 1))
+        throw py::value_error("pyr_scale must be in (0, 1)");
+    if (p.levels < 1 || p.levels > 32) throw py::value_error("levels must be in 1..32");
+    if (p.winsize < 1 || p.winsize > 255 || p.winsize % 2 == 0)
+        throw py::value_error("winsize must be odd and in 1..255, got " +
+                              std::to_string(p.winsize));
+    if (p.iterations < 1 || p.iterations > 1000)
+        throw py::value_error("iterations must be in 1..1000");
+    if (!(p.poly_sigma > 0 && p.poly_sigma <= 10))
+        throw py::value_error("poly_sigma must be in (0, 10]");
+    if (threads < 0 || threads > 1024) throw py::value_error("threads must be in 0..1024");
+    if (edge_margin < 0 || edge_margin > 64) throw py::value_error("edge_margin must be in 0..64");
+    Job job;
+    job.mask = checked_mask(mask_obj, H, W, mask_arr);
+    if (is_f32)
+        check_float_frames(static_cast<const float*>(frames.data()),
+                           static_cast<std::size_t>(T) * H * W);
+    job.frames = frames.data();
+    job.is_u8 = is_u8;
+    job.T = static_cast<int>(T);
+    job.H = static_cast<int>(H);
+    job.W = static_cast<int>(W);
+    job.p = p;
+    job.out = nullptr;
+    return job;
+}
+
+py::dict profile_dict(const Job& job, const ttsfast::flow::RunStats& st) {
+    py::dict prof;
+    for (int s = 0; s < ttsfast::flow::kNumSteps; ++s) prof[ttsfast::flow::kStepNames[s]] = st.t[s];
+    prof["threads"] = st.threads;
+    prof["levels_used"] = static_cast<int>(job.levels.size());
+    prof["computed_fraction"] = ttsfast::flow::computed_fraction(job);
+    return prof;
+}
+
+py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int levels,
+                                int winsize, int iterations, int poly_n, double poly_sigma,
+                                bool gaussian, const py::object& mask_obj, int threads,
+                                bool profile, bool skip_blank, int edge_margin) {
+    py::array mask_arr;
+    Job job = validated_job(
+        frames, Params{pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian},
+        mask_obj, threads, edge_margin, mask_arr);
+    py::array_t<float> out({frames.shape(0) - 1, frames.shape(1), frames.shape(2),
+                            static_cast<py::ssize_t>(2)});
+    job.out = out.mutable_data();
+    ttsfast::flow::RunStats st;
+    {
+        py::gil_scoped_release rel;
+        ttsfast::flow::prepare_job(job, skip_blank, edge_margin);
+        st = ttsfast::flow::compute_flow(job, threads, profile);
+    }
+    if (!profile) return std::move(out);
+    return py::make_tuple(out, profile_dict(job, st));
+}
+
+py::list farneback_levels(int H, int W, double pyr_scale, int levels) {
+    if (H < 1 || W < 1 || !(pyr_scale > 0 && pyr_scale < 1) || levels < 1 || levels > 32)
+        throw py::value_error("invalid size or pyramid parameters");
+    Params p{pyr_scale, levels, 1, 1, 5, 1.1, false};
+    py::list l;
+    for (const auto& L : ttsfast::flow::make_levels(W, H, p)) l.append(py::make_tuple(L.h, L.w));
+    return l;
+}
+
+}  // namespace
+
+void register_flow(py::module_& m) {
+    m.def("dense_flow_farneback", &dense_flow_farneback, py::arg("frames"),
+          py::arg("pyr_scale"), py::arg("levels"), py::arg("winsize"), py::arg("iterations"),
+          py::arg("poly_n"), py::arg("poly_sigma"), py::arg("gaussian"),
+          py::arg("mask") = py::none(), py::arg("threads") = 0, py::arg("profile") = false,
+          py::arg("skip_blank") = true, py::arg("edge_margin") = 0,
+          "Farneback dense flow of every consecutive pair of a uint8/float32 [T,H,W] clip; "
+          "returns float32 [T-1,H,W,2] (dx, dy) px/frame, or (flow, step timings) when "
+          "profile=True.");
+    m.def("farneback_levels", &farneback_levels, py::arg("height"), py::arg("width"),
+          py::arg("pyr_scale"), py::arg("levels"),
+          "Sizes (h, w) of the pyramid layers used, finest first.");
+}
