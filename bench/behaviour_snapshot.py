@@ -103,6 +103,12 @@ def snapshot(shared: Path) -> dict[str, Any]:
     return cases
 
 
+def _messages(ws: list) -> list[str]:
+    """Warnings as stored by any version of this script ([stage, message] pairs or messages),
+    normalised by :func:`_warning_pairs`."""
+    return _warning_pairs([(f"{w[0]}: {w[1]}" if w[0] else w[1]) if isinstance(w, list) else w for w in ws])
+
+
 def compare(before: dict, after: dict) -> list[str]:
     """Every path whose value differs, and the cases only one side has."""
     diffs: list[str] = []
@@ -112,6 +118,8 @@ def compare(before: dict, after: dict) -> list[str]:
             for k in sorted(set(a) | set(b)):
                 if k not in a or k not in b:
                     diffs.append(f"{path}/{k}: only in {'after' if k not in a else 'before'}")
+                elif k == "warnings" and isinstance(a[k], list) and isinstance(b[k], list):
+                    walk(_messages(a[k]), _messages(b[k]), f"{path}/{k}")
                 else:
                     walk(a[k], b[k], f"{path}/{k}")
         elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
