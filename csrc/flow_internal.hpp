@@ -25,7 +25,9 @@
 // flow_binding.cpp (argument checks and the Python binding).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -194,6 +196,33 @@ struct RunStats {
     int threads = 1;
 };
 RunStats compute_flow(const Job& job, int threads, bool profile);
+
+// Bilinear resize from `src_len` to `dst_len` samples, pixel-centre convention, clamped border.
+// Horizontal taps: source index xi[i] and weight xf[i] of its right neighbour.
+inline void bilinear_taps(int src_len, int dst_len, std::vector<int>& xi, std::vector<float>& xf) {
+    const double s = static_cast<double>(src_len) / dst_len;
+    xi.resize(dst_len);
+    xf.resize(dst_len);
+    for (int i = 0; i < dst_len; ++i) {
+        float f = static_cast<float>((i + 0.5) * s - 0.5);
+        int s0 = static_cast<int>(std::floor(f));
+        f -= s0;
+        if (s0 < 0) { s0 = 0; f = 0; }
+        if (s0 >= src_len - 1) { s0 = src_len - 1; f = 0; }
+        xi[i] = s0;
+        xf[i] = f;
+    }
+}
+
+// Vertical taps of output row j (scale `s` = src_len / dst_len): rows r0, r1 and the weight of r1.
+inline float bilinear_rows(int j, double s, int src_len, int& r0, int& r1) {
+    float f = static_cast<float>((j + 0.5) * s - 0.5);
+    const int s0 = static_cast<int>(std::floor(f));
+    f -= s0;
+    r0 = std::min(std::max(s0, 0), src_len - 1);
+    r1 = std::min(std::max(s0 + 1, 0), src_len - 1);
+    return f;
+}
 
 }  // namespace flow
 }  // namespace ttsfast

@@ -399,19 +399,11 @@ void iterate_all(Workspace& ws, const float* R0, const float* R1, int w, int h, 
 
 // Bilinear resize of one float plane (pixel-centre convention, clamped border) times `mul`.
 void resize_plane(const float* src, int sw, int sh, float* dst, int dw, int dh, float mul) {
-    const double sx = static_cast<double>(sw) / dw, sy = static_cast<double>(sh) / dh;
-    std::vector<int> xi(dw);
-    std::vector<float> xf(dw), hr[2] = {std::vector<float>(dw), std::vector<float>(dw)};
+    const double sy = static_cast<double>(sh) / dh;
+    std::vector<int> xi;
+    std::vector<float> xf, hr[2] = {std::vector<float>(dw), std::vector<float>(dw)};
     int hidx[2] = {-1, -1};
-    for (int i = 0; i < dw; ++i) {
-        float f = static_cast<float>((i + 0.5) * sx - 0.5);
-        int s0 = static_cast<int>(std::floor(f));
-        f -= s0;
-        if (s0 < 0) { s0 = 0; f = 0; }
-        if (s0 >= sw - 1) { s0 = sw - 1; f = 0; }
-        xi[i] = s0;
-        xf[i] = f;
-    }
+    bilinear_taps(sw, dw, xi, xf);
     auto hrow = [&](int r) -> const float* {
         for (int q = 0; q < 2; ++q)
             if (hidx[q] == r) return hr[q].data();
@@ -426,10 +418,8 @@ void resize_plane(const float* src, int sw, int sh, float* dst, int dw, int dh, 
         return o;
     };
     for (int j = 0; j < dh; ++j) {
-        float f = static_cast<float>((j + 0.5) * sy - 0.5);
-        int s0 = static_cast<int>(std::floor(f));
-        f -= s0;
-        const int r0 = std::min(std::max(s0, 0), sh - 1), r1 = std::min(std::max(s0 + 1, 0), sh - 1);
+        int r0, r1;
+        const float f = bilinear_rows(j, sy, sh, r0, r1);
         const float* ta = hrow(r0);
         const float* tb = hrow(r1);
         float* o = dst + static_cast<std::size_t>(j) * dw;

@@ -182,23 +182,13 @@ void build_level(Workspace& ws, int W, int H, const Level& L) {
         ws.hrow_idx[s] = r;
         return ws.hrow[s].data();
     };
-    const double sx = static_cast<double>(W) / L.w, sy = static_cast<double>(H) / L.h;
-    std::vector<int> xi(L.w);
-    std::vector<float> xf(L.w);
-    for (int i = 0; i < L.w; ++i) {
-        float f = static_cast<float>((i + 0.5) * sx - 0.5);
-        int s0 = static_cast<int>(std::floor(f));
-        f -= s0;
-        if (s0 < 0) { s0 = 0; f = 0; }
-        if (s0 >= W - 1) { s0 = W - 1; f = 0; }
-        xi[i] = s0;
-        xf[i] = f;
-    }
+    const double sy = static_cast<double>(H) / L.h;
+    std::vector<int> xi;
+    std::vector<float> xf;
+    bilinear_taps(W, L.w, xi, xf);
     for (int j = 0; j < L.h; ++j) {
-        float f = static_cast<float>((j + 0.5) * sy - 0.5);
-        int s0 = static_cast<int>(std::floor(f));
-        f -= s0;
-        int r0 = std::min(std::max(s0, 0), H - 1), r1 = std::min(std::max(s0 + 1, 0), H - 1);
+        int r0, r1;
+        const float f = bilinear_rows(j, sy, H, r0, r1);
         const float* a = get_row(r0);
         const float* b = get_row(r1);
         float* o = ws.limg.data() + static_cast<std::ptrdiff_t>(j) * L.w;
