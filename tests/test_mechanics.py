@@ -4,6 +4,8 @@ LK tracker measured beside); annulus anchoring and beat closure. Landmarks: test
 point tracking: test_tracking.py."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -194,25 +196,28 @@ def _gt_beat(gt, fps, ed_time):
     return int(round((ed_time - gt.model.timing.t0 * fps) / P))
 
 
+def _case_and_beat(synth_cache, preset):
+    """A cached synthetic case (clip, truth, estimated flow), its first detected beat, that
+    beat's sub-frame times and the true landmarks on its end-diastolic frame."""
+    from ttsfast.cycle import detect_cycles
+
+    clip, gt, flow = synth_case(synth_cache, preset)
+    cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
+    beat, times = cyc.beats[0], cyc.beat_times[0]
+    return clip, gt, flow, beat, times, {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
+
+
 @pytest.fixture(scope="module")
 def true_flow_errors(synth_cache):
     """``true_flow_errors(preset)`` -> the measures' errors on the ground-truth flow (computed once
     per module): detected beat, errors with the detected beat times (_measure_errors) and the
     peak displacement error with the TRUE beat times."""
-    from ttsfast.cycle import detect_cycles
-
-    done = {}
-
+    @functools.cache
     def get(preset):
-        if preset in done:
-            return done[preset]
-        clip, gt, flow = synth_case(synth_cache, preset)
-        cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
-        beat, times = cyc.beats[0], cyc.beat_times[0]
+        clip, gt, flow, beat, times, lm = _case_and_beat(synth_cache, preset)
         tf = np.zeros_like(flow)
         n = min(beat[2] + 2, flow.shape[0])
         tf[:n] = _true_flow(gt, n)
-        lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
         m = measure_mechanics(clip.frames, tf, beat, landmarks=lm, method="flow", fps=clip.fps,
                               mm_per_px=clip.mm_per_px, beat_times=times, drift_correction=False)
         tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
@@ -224,8 +229,7 @@ def true_flow_errors(synth_cache):
                                                          tmd.t0 + (k + 1) * tmd.period))
         m_t = measure_mechanics(clip.frames, tf, beat, landmarks=lm, method="flow", fps=clip.fps,
                                 mm_per_px=clip.mm_per_px, beat_times=true_times, drift_correction=False)
-        done[preset] = (beat, errors, _measure_errors(m_t, tm)[0])
-        return done[preset]
+        return beat, errors, _measure_errors(m_t, tm)[0]
 
     return get
 
@@ -260,17 +264,9 @@ def test_synth_measures_with_true_flow_target(key, case, true_flow_errors, accur
 def end_to_end_errors(synth_cache):
     """``end_to_end_errors(preset)`` -> ({method: _measure_errors}, {method: m.method}) on the
     estimated flow, end to end, for our trackers and the study's LK (computed once per module)."""
-    from ttsfast.cycle import detect_cycles
-
-    done = {}
-
+    @functools.cache
     def get(preset):
-        if preset in done:
-            return done[preset]
-        clip, gt, flow = synth_case(synth_cache, preset)
-        cyc = detect_cycles(flow, fps=clip.fps, mask=gt.sector_mask)
-        beat, times = cyc.beats[0], cyc.beat_times[0]
-        lm = {k: gt.landmarks[k][beat[0]] for k in gt.landmarks}
+        clip, gt, flow, beat, times, lm = _case_and_beat(synth_cache, preset)
         tm = gt.true_measures(_gt_beat(gt, clip.fps, times[0]))
         res, used = {}, {}
         for method in ("dis", "flow", "flow+lk", "lk"):
@@ -281,8 +277,7 @@ def end_to_end_errors(synth_cache):
         m = measure_mechanics(clip.frames, flow, beat, landmarks=lm, fps=clip.fps, mm_per_px=clip.mm_per_px,
                               beat_times=times, method="dis", annulus_anchor=False)
         res["dis-own"] = _measure_errors(m, tm)
-        done[preset] = (res, used)
-        return done[preset]
+        return res, used
 
     return get
 
