@@ -25,7 +25,7 @@ from .clip import Clip
 from .errors import InputError, NotEchoError, QualityError
 from .warning_codes import ReportWarning, warn
 
-__all__ = ["preprocess", "Prepared", "SectorGeometry", "find_sector"]
+__all__ = ["preprocess", "Prepared", "SectorGeometry", "GridMapping", "grid_mapping", "find_sector"]
 
 #: Longest side (px) of the working image on which the sector is searched.
 _WORK_SIDE = 400
@@ -97,6 +97,8 @@ class Prepared:
         bool ``[H, W]``: overlay pixels removed inside the sector.
     metadata, warnings :
         The source clip's metadata and warnings plus this stage's.
+    mapping : GridMapping
+        How the original frames were put on the grid.
     """
 
     frames: np.ndarray
@@ -110,7 +112,9 @@ class Prepared:
     sector: SectorGeometry | None
     overlay_original: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ReportWarning] = field(default_factory=list)
+    #: how the original frames were put on the grid (apply it to more frames of the same view)
+    mapping: GridMapping | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -214,7 +218,79 @@ def preprocess(
         overlay = _overlays_inside(std, mean, coloured, sector_mask)
     mask_original = sector_mask & ~overlay
 
-    # bounding box of the sector, letterboxed onto the grid with square pixels
+    mapping = grid_mapping(sector_mask, mask_original, (gh, gw), margin=margin, antialias=antialias, threads=threads)
+    out = mapping.apply(frames, threads)
+    scale = mapping.scale
+    mm = None if clip.mm_per_px is None else clip.mm_per_px * scale
+    meta = dict(clip.metadata)
+    meta["grid"] = (gh, gw)
+    meta["crop_box"] = mapping.box
+    return Prepared(
+        frames=out, mask=mapping.mask, mask_original=mask_original, scale=float(scale),
+        offset=mapping.offset, fps=clip.fps, fps_source=clip.fps_source,
+        mm_per_px=mm, sector=sector, overlay_original=overlay, metadata=meta, warnings=warnings, mapping=mapping,
+    )
+
+
+@dataclass(frozen=True)
+class GridMapping:
+    """How original frames map onto the analysis grid: settled once per clip (or per stream,
+    :mod:`ttsfast.live`) by :func:`grid_mapping`, applied to any frames by :meth:`apply`.
+
+    Attributes
+    ----------
+    box : (float, float, float, float)
+        x0, y0, width, height of the grid's footprint in original px.
+    grid : (int, int)
+        Grid (rows, cols).
+    area : bool
+        Area resampling (the grid is coarser than the frames) rather than bilinear.
+    mask : np.ndarray
+        bool ``[h, w]`` grid pixels inside the sector and free of overlays.
+    sector : np.ndarray
+        bool ``[h, w]`` grid pixels inside the sector.
+    scale : float
+        Original px per grid px.
+    """
+
+    box: tuple[float, float, float, float]
+    grid: tuple[int, int]
+    area: bool
+    mask: np.ndarray
+    sector: np.ndarray
+    scale: float
+
+    @property
+    def offset(self) -> tuple[float, float]:
+        """(x, y) original position of grid pixel (0, 0)'s centre."""
+        s = self.scale
+        return float(self.box[0] + 0.5 * s - 0.5), float(self.box[1] + 0.5 * s - 0.5)
+
+    def apply(self, frames: np.ndarray, threads: int = 0) -> np.ndarray:
+        """uint8 ``[T, H, W]`` original frames -> uint8 ``[T, h, w]`` grid frames: cropped and
+        resampled, overlays inside the sector inpainted, 0 outside the sector."""
+        resize = native.crop_resize_area if self.area else native.crop_resize
+        out = resize(frames, *self.box, *self.grid, threads)
+        hole = self.sector & ~self.mask
+        if hole.any():
+            _inpaint_frames(out, hole, self.mask)
+        out *= self.sector[None].astype(np.uint8)
+        return out
+
+
+def grid_mapping(sector_mask: np.ndarray, mask_original: np.ndarray, grid: tuple[int, int], *,
+                 margin: float = 0.01, antialias: bool = True, threads: int = 0) -> GridMapping:
+    """The sector's bounding box (plus ``margin`` of its larger side) letterboxed onto ``grid``
+    with square pixels, and the sector and overlay-free masks on the grid.
+
+    Parameters
+    ----------
+    sector_mask, mask_original : np.ndarray
+        bool ``[H, W]``: the sector, and the sector without overlays, on the original frames.
+    grid : (int, int)
+        Grid (rows, cols).
+    """
+    gh, gw = grid
     (ymin, ymax), (xmin, xmax) = _extent(sector_mask)
     bx0, bx1 = float(xmin) - 0.5, float(xmax) + 0.5
     by0, by1 = float(ymin) - 0.5, float(ymax) + 0.5
@@ -225,27 +301,14 @@ def preprocess(
     x0, y0 = cx - gw * scale / 2, cy - gh * scale / 2
     # downsampling averages each grid pixel's footprint (no aliasing of the speckle);
     # upsampling interpolates bilinearly; both share the same pixel-centre geometry
-    resize = native.crop_resize_area if (antialias and scale > 1.0) else native.crop_resize
-    box = (x0, y0, gw * scale, gh * scale, gh, gw, threads)
-    out = resize(frames, *box)
+    area = bool(antialias and scale > 1.0)
+    resize = native.crop_resize_area if area else native.crop_resize
+    box = (x0, y0, gw * scale, gh * scale)
     m8 = (mask_original.astype(np.uint8) * 255)[None]
-    mask_grid = resize(m8, *box)[0] >= 128
+    mask_grid = resize(m8, *box, gh, gw, threads)[0] >= 128
     s8 = (sector_mask.astype(np.uint8) * 255)[None]
-    sector_grid = resize(s8, *box)[0] >= 128
-    hole = sector_grid & ~mask_grid
-    if hole.any():
-        _inpaint_frames(out, hole, mask_grid)
-    out *= sector_grid[None].astype(np.uint8)
-    offset = (x0 + 0.5 * scale - 0.5, y0 + 0.5 * scale - 0.5)
-    mm = None if clip.mm_per_px is None else clip.mm_per_px * scale
-    meta = dict(clip.metadata)
-    meta["grid"] = (gh, gw)
-    meta["crop_box"] = (x0, y0, gw * scale, gh * scale)
-    return Prepared(
-        frames=out, mask=mask_grid, mask_original=mask_original, scale=float(scale),
-        offset=(float(offset[0]), float(offset[1])), fps=clip.fps, fps_source=clip.fps_source,
-        mm_per_px=mm, sector=sector, overlay_original=overlay, metadata=meta, warnings=warnings,
-    )
+    sector_grid = resize(s8, *box, gh, gw, threads)[0] >= 128
+    return GridMapping(box, (gh, gw), area, mask_grid, sector_grid, float(scale))
 
 
 def frame_correlation(frames: np.ndarray, mask: np.ndarray, step: int = 2) -> np.ndarray:
