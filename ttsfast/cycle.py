@@ -21,7 +21,7 @@ from .constants import FRAMES_PER_BEAT
 from .errors import InputError, QualityError
 from .warning_codes import ReportWarning, warn, warning_dicts
 
-__all__ = ["CycleResult", "detect_cycles", "longitudinal_signal", "resample_beat", "beat_times"]
+__all__ = ["signal_weights", "project_signals", "cycles_from_signals", "CycleResult", "detect_cycles", "longitudinal_signal", "resample_beat", "beat_times"]
 
 
 @dataclass
@@ -136,32 +136,59 @@ def _signals(
 ) -> list[np.ndarray]:
     """:func:`longitudinal_signal` for several ``trims`` at the cost of one pixel selection."""
     flow = _check_flow(flow)
-    for tr in trims:
-        if not (0.0 <= tr <= 0.45):
-            raise InputError(f"trim must be in [0, 0.45], got {tr}")
-    ax = np.array([0.0, -1.0]) if axis is None else np.asarray(axis, dtype=np.float64).reshape(2)
-    ax = ax / max(np.linalg.norm(ax), 1e-12)
     f = np.ascontiguousarray(flow, dtype=np.float32)
-    w = _mean_speed(f)
+    return project_signals(f, signal_weights(f, mask), axis, trims)
+
+
+def signal_weights(flow: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Weight of each pixel in the longitudinal signal: its mean speed over the flow's frames,
+    kept where it is in the upper half of the moving pixels (the myocardium and valves).
+
+    Parameters
+    ----------
+    flow : np.ndarray
+        float32 ``[T-1, H, W, 2]`` px/frame.
+    mask : np.ndarray, optional
+        bool ``[H, W]`` sector; pixels outside get weight 0.
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``[H, W]`` px/frame (all 0 when nothing moves).
+    """
+    w = _mean_speed(flow)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != flow.shape[1:3]:
             raise InputError(f"mask shape {mask.shape} does not match the flow's {flow.shape[1:3]}")
         w = np.where(mask, w, 0.0)
-    # keep the pixels that move most (upper half of the moving ones): the myocardium and valves
     pos = w[w > 0]
     if pos.size:
         w = np.where(w >= np.quantile(pos, 0.5), w, 0.0)
+    return w
+
+
+def project_signals(flow: np.ndarray, w: np.ndarray, axis: np.ndarray | None,
+                    trims: tuple[float, ...]) -> list[np.ndarray]:
+    """The weighted mean velocity along ``axis`` per frame pair, for each trim (see
+    :func:`longitudinal_signal`): float32 ``flow [T-1, H, W, 2]`` and weights ``w [H, W]``
+    (:func:`signal_weights`, which may come from other frames of the same view) -> float64
+    ``[T-1]`` px/frame per trim; zeros when ``w`` is all 0."""
+    for tr in trims:
+        if not (0.0 <= tr <= 0.45):
+            raise InputError(f"trim must be in [0, 0.45], got {tr}")
+    ax = np.array([0.0, -1.0]) if axis is None else np.asarray(axis, dtype=np.float64).reshape(2)
+    ax = ax / max(np.linalg.norm(ax), 1e-12)
     wsum = w.sum()
     if not np.isfinite(wsum) or wsum <= 0:
         return [np.zeros(flow.shape[0]) for _ in trims]
     out = []
     for tr in trims:
         if tr == 0.0:
-            out.append(_weighted_projection(f, w, float(ax[0]), float(ax[1])) / wsum)
+            out.append(_weighted_projection(flow, w, float(ax[0]), float(ax[1])) / wsum)
         else:
             ys, xs = np.nonzero(w)
-            out.append(_trimmed_projection(f, ys, xs, w[ys, xs], float(ax[0]), float(ax[1]), tr))
+            out.append(_trimmed_projection(flow, ys, xs, w[ys, xs], float(ax[0]), float(ax[1]), tr))
     return out
 
 
@@ -319,6 +346,17 @@ def detect_cycles(
     # the mean for the beats and end-systole (the leaflets opening mark the E' onset), the
     # trimmed mean for the sub-frame end-diastole (the leaflets closing would pull it late)
     v, v_ed = _signals(flow, mask, axis, (0.0, ED_TRIM))
+    return cycles_from_signals(v, v_ed, fps=fps, min_bpm=min_bpm, max_bpm=max_bpm, single_beat=single_beat,
+                               min_confidence=min_confidence, ivrt_s=ivrt_s)
+
+
+def cycles_from_signals(v: np.ndarray, v_ed: np.ndarray, *, fps: float | None, min_bpm: float = 30.0,
+                        max_bpm: float = 200.0, single_beat: bool | None = None, min_confidence: float = 0.3,
+                        ivrt_s: float = 0.07) -> CycleResult:
+    """:func:`detect_cycles` on its two signals, float64 ``[T-1]`` px/frame: the weighted mean
+    (``v``) and the trimmed mean (``v_ed``, trim ``ED_TRIM``) longitudinal velocity
+    (:func:`project_signals`); the other arguments as there. The live path calls it on a
+    sliding window of the stream's signals."""
     if not np.all(np.isfinite(v)):
         raise QualityError("the flow contains NaN or infinite values; recompute it")
     if np.abs(v).max() < 1e-3:
