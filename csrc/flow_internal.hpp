@@ -112,13 +112,21 @@ inline std::size_t pstride(int w, int h) {
     return n <= r ? r : ((n - r + 1023) / 1024) * 1024 + r;
 }
 
+// Callers rely on a buffer being 0 wherever they never write (outside the spans): what an
+// FBuf holds at p[i] must stay at p[i] from one alloc call to the next.  So `off` applies
+// only when the buffer is (re)allocated, zeroed; an allocated buffer keeps its position.
+// (It used to move to the requested offset: the R buffers, swapped between kOffRa and
+// kOffRb, then exposed the previous frame's expansion shifted by 136 floats when a thread
+// started its next segment of pairs, and the flow depended on the schedule.)
 struct FBuf {
     std::vector<float> v;
     float* p = nullptr;
-    // at least n floats starting `off` floats after a 64-byte boundary
+    int cur_off = 0;
+    // at least n floats starting `off` floats (when allocated) after a 64-byte boundary
     void alloc(std::size_t n, int off) {
-        const std::size_t need = n + static_cast<std::size_t>(off) + 16;
-        if (v.size() < need) v.assign(need, 0.f);
+        if (p && v.size() >= n + static_cast<std::size_t>(cur_off) + 16) return;
+        v.assign(n + static_cast<std::size_t>(off) + 16, 0.f);
+        cur_off = off;
         auto a = reinterpret_cast<std::uintptr_t>(v.data());
         a = (a + 63) & ~static_cast<std::uintptr_t>(63);
         p = reinterpret_cast<float*>(a) + off;
