@@ -37,15 +37,23 @@ def read_grey(path: Path, size: tuple[int, int] = (352, 256)):
     import cv2
     import numpy as np
 
+    return np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA)
+                     for f in read_bgr(path)])
+
+
+def read_bgr(path: Path) -> list:
+    """Every frame of a video as OpenCV gives it: BGR uint8 ``[H, W, 3]``, as a capture card would."""
+    import cv2
+
     cap = cv2.VideoCapture(str(path))
-    out = []
+    frames = []
     while True:
         ok, f = cap.read()
         if not ok:
             break
-        out.append(cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), size, interpolation=cv2.INTER_AREA))
+        frames.append(f)
     cap.release()
-    return np.stack(out)
+    return frames
 
 
 def write_test_dicom(path, arr, *, pi: str = "MONOCHROME2", regions=None, tsyntax=None, **tags):

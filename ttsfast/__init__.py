@@ -16,6 +16,7 @@ from .warning_codes import SCHEMA_VERSION, WARNING_CODES, ReportWarning, report_
 # the function shadows its module's name on the package: ``ttsfast.analyze(...)`` is the entry
 # point; ``from ttsfast.analyze import analyze`` keeps working (the import system uses sys.modules)
 from .analyze import analyze
+from .streaming import BeatResult, LiveAnalyzer, live
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorG
 __all__ += ["make_inputs", "predict", "predict_batch", "grad_cam", "region_shares"]
 __all__ += ["CycleResult", "detect_cycles", "resample_beat", "Landmarks", "detect_landmarks", "Mechanics",
             "measure_mechanics", "TrackResult", "track_points"]
+__all__ += ["LiveAnalyzer", "BeatResult", "live"]
 __all__ += ["analyze", "AnalysisResult", "SCHEMA_VERSION", "WARNING_CODES", "ReportWarning", "report_schema"]
 
 #: Subpackages imported on first use (``ttsfast.synth.generate(...)`` after a bare
@@ -36,3 +38,4 @@ def __getattr__(name: str):  # PEP 562
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'ttsfast' has no attribute {name!r}")
+

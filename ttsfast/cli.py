@@ -10,6 +10,7 @@ from typing import Callable
 
 from . import __version__
 from .errors import InputError, TTSFastError
+from .live_cli import add_live
 from .warning_codes import warning_dicts
 
 
@@ -408,7 +409,9 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 #: Subcommand declarers, in the order `ttsfast --help` lists them.
-_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_demo, _add_analyze, _add_cohort, _add_synth, _add_train, _add_train_landmarks, _add_probe]
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info, _add_demo, _add_analyze, _add_cohort,
+                                                                   _add_synth, _add_train, _add_train_landmarks,
+                                                                   _add_probe, add_live]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -235,7 +235,7 @@ def preprocess(
 @dataclass(frozen=True)
 class GridMapping:
     """How original frames map onto the analysis grid: settled once per clip (or per stream,
-    :mod:`ttsfast.live`) by :func:`grid_mapping`, applied to any frames by :meth:`apply`.
+    :mod:`ttsfast.streaming`) by :func:`grid_mapping`, applied to any frames by :meth:`apply`.
 
     Attributes
     ----------

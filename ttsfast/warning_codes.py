@@ -13,10 +13,11 @@ from typing import Any, Iterable
 
 #: Version of the report's structure (``report["schema_version"]``; docs/report.md says what
 #: bumps it). The JSON Schema in ``ttsfast/data/report.schema.json`` describes this version.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
-#: The pipeline stages, in order (also the keys of ``timings_ms``).
-STAGES = ("read", "preprocess", "flow", "cycle", "landmarks", "mechanics", "model", "saliency")
+#: The pipeline stages, in order (also the keys of ``timings_ms``), and ``stream`` for the
+#: faults of a live stream.
+STAGES = ("read", "preprocess", "flow", "cycle", "landmarks", "mechanics", "model", "saliency", "stream")
 
 #: code -> (stage, meaning). The stage is the one that raises the warning.
 WARNING_CODES: dict[str, tuple[str, str]] = {
@@ -70,6 +71,12 @@ WARNING_CODES: dict[str, tuple[str, str]] = {
     "beats_disagree": ("model", "the clip's beats get different answers: the label is uncertain"),
     # saliency
     "saliency_zero": ("saliency", "a saliency map is all zeros"),
+    # stream (ttsfast.live): why a beat of a stream was not measured
+    "stream_gap": ("stream", "frames were dropped: the frame times jump"),
+    "frozen_frames": ("stream", "too many frames of the beat repeat the one before"),
+    "no_signal": ("stream", "the image went dark: the probe was lifted"),
+    "view_change": ("stream", "consecutive frames do not correlate: another view or clip, or noise"),
+    "beat_not_measured": ("stream", "the beat's analysis failed (reason in the message)"),
 }
 
 
