@@ -408,7 +408,11 @@ class _Stream:
             prep = preprocess(clip, grid=self.o.options["grid"])
             check_continuity(prep.frames, prep.mask)
         except TTSFastError:
-            self.pending = self.pending[len(self.pending) // 2:]  # not an echo yet: wait for more
+            drop = len(self.pending) // 2  # not an echo yet: wait for more
+            for k, _, _ in self.pending[:drop]:
+                self.push_t.pop(k, None)
+                self.frozen.discard(k)
+            self.pending = self.pending[drop:]
             return
         flow = dense_flow(prep.frames, mask=prep.mask, threads=self.o.options["threads"])
         self.generation += 1
