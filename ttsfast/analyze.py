@@ -25,9 +25,6 @@ from .stages import (DEVICES, LANDMARK_DETECTORS, LANDMARKS_HINT, LandmarkStage,
                      saliency_summary)
 from .warning_codes import ReportWarning, warn
 
-#: Frames per beat for the model and the paper's measure (:data:`ttsfast.constants.FRAMES_PER_BEAT`).
-N_BEAT = FRAMES_PER_BEAT
-
 
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:

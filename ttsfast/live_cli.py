@@ -42,7 +42,7 @@ def beat_line(d: dict[str, Any]) -> str:
 def cmd_live(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run the stream: a status line refreshed as frames arrive, a line per beat, JSON lines to
     ``--jsonl``; Ctrl-C ends it cleanly, finishing and flushing the pending beats."""
-    from .streaming import LiveAnalyzer, open_source
+    from .streaming import LiveAnalyzer, open_source, read_frames
 
     cap, fps = open_source(args.source, args.fps)
     lm = json.loads(args.landmarks) if args.landmarks else None
@@ -61,13 +61,8 @@ def cmd_live(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 sink.flush()
 
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if args.realtime:
-                time.sleep(max(0.0, t0 + n / fps - time.perf_counter()))
-            emit(la.push(frame, t=n / fps))
+        for t, frame in read_frames(cap, fps, args.realtime):
+            emit(la.push(frame, t=t))
             n += 1
             if n % 10 == 0:
                 el = time.perf_counter() - t0

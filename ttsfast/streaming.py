@@ -116,14 +116,12 @@ class _BeatJob:
 
 @dataclass
 class _Setting:
-    """What a stream settled on: the grid mapping, the signal's pixel weights, the view's
-    landmarks once found, and a Prepared-like view for the stages."""
+    """What a stream settled on: the Prepared of the settling frames (its grid mapping, mask,
+    scale, offset, fps, mm_per_px), the signal's pixel weights and the view's landmarks once found."""
 
-    mapping: Any
-    prep: Any  # Prepared of the settling frames (mask, scale, offset, fps, mm_per_px)
+    prep: Any
     weights: np.ndarray
     landmarks: Any = None  # LandmarkStage carried from beat to beat
-    generation: int = 0
 
 
 class LiveAnalyzer:
@@ -287,7 +285,6 @@ class _Stream:
         self.chunk = 8
         self.reset()
         self.beat_index = 0
-        self.generation = 0
 
     def reset(self) -> None:
         """Forget the view (after a fault): settle again on the frames that follow."""
@@ -386,8 +383,7 @@ class _Stream:
 
     def _interrupt(self, n: int, fault: ReportWarning) -> None:
         """End the beat in progress with a not-measured result and settle again."""
-        start = max(self.last_end, self.first if self.setting is not None else (
-            self.pending[0][0] if self.pending else n))
+        start = max(self.last_end, self.first)
         if self.setting is not None and n - start >= 2:
             job = _BeatJob(self.beat_index, start, np.empty((0, 1, 1), np.uint8), np.empty((0, 1, 1, 2), np.float32),
                            None, time.perf_counter(), self.setting, fault, (start, n - 1))
@@ -415,8 +411,7 @@ class _Stream:
             self.pending = self.pending[drop:]
             return
         flow = dense_flow(prep.frames, mask=prep.mask, threads=self.o.options["threads"])
-        self.generation += 1
-        self.setting = _Setting(prep.mapping, prep, signal_weights(flow, prep.mask), generation=self.generation)
+        self.setting = _Setting(prep, signal_weights(flow, prep.mask))
         self.first = ns[0]
         self.last_end = max(self.last_end, ns[0])
         self.grid_frames.extend(prep.frames)
@@ -431,7 +426,7 @@ class _Stream:
         if not self.todo:
             return
         t0 = time.perf_counter()
-        grid = self.setting.mapping.apply(np.stack([g for _, g, _ in self.todo]))
+        grid = self.setting.prep.mapping.apply(np.stack([g for _, g, _ in self.todo]))
         t0 = self._tick("grid", t0)
         stack = np.concatenate([self.grid_frames[-1][None], grid])
         flow = dense_flow(stack, mask=self.setting.prep.mask, threads=self.o.options["threads"])
@@ -617,17 +612,9 @@ def live(source: Any, fps: float | None = None, realtime: bool = False, **option
     ``options`` go to :class:`LiveAnalyzer`."""
     cap, rate = open_source(source, fps)
     analyzer = LiveAnalyzer(rate, **options)
-    t_start = time.perf_counter()
-    n = 0
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if realtime:
-                time.sleep(max(0.0, t_start + n / rate - time.perf_counter()))
-            yield from analyzer.push(frame, t=n / rate)
-            n += 1
+        for t, frame in read_frames(cap, rate, realtime):
+            yield from analyzer.push(frame, t=t)
         yield from analyzer.close()
     finally:
         cap.release()
@@ -635,4 +622,19 @@ def live(source: Any, fps: float | None = None, realtime: bool = False, **option
             analyzer.close()
 
 
-__all__ = ["LiveAnalyzer", "BeatResult", "live", "open_source"]
+def read_frames(cap: Any, rate: float, realtime: bool = False) -> Iterator[tuple[float, np.ndarray]]:
+    """``(t, frame)`` of each frame a ``VideoCapture`` gives, ``t = n / rate`` s; with
+    ``realtime`` each is given no earlier than its time after the first."""
+    t_start = time.perf_counter()
+    n = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return
+        if realtime:
+            time.sleep(max(0.0, t_start + n / rate - time.perf_counter()))
+        yield n / rate, frame
+        n += 1
+
+
+__all__ = ["LiveAnalyzer", "BeatResult", "live", "open_source", "read_frames"]
