@@ -339,6 +339,11 @@ def test_bad_options_raise_input_error():
         LiveAnalyzer(50, mm_per_px=-1.0)
     with pytest.raises(InputError):
         LiveAnalyzer(50, tracker="nope")
+    # each would otherwise fail only inside the frame worker, or never settle
+    for bad in (dict(grid="abc"), dict(grid=(4, 4)), dict(threads="two"), dict(threads=0), dict(settle_s=-1),
+                dict(settle_s=float("nan")), dict(window_s="x"), dict(window_s=0)):
+        with pytest.raises(InputError):
+            LiveAnalyzer(50, **bad)
 
 
 def test_live_iterates_a_video_file(tmp_path):

@@ -180,12 +180,7 @@ def preprocess(
         clip = read_clip(clip)
     if not isinstance(clip, Clip):
         raise InputError(f"preprocess needs a ttsfast.Clip (see ttsfast.read_clip), got {type(clip).__name__}")
-    try:
-        gh, gw = (int(v) for v in grid)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"grid must be (rows, cols), got {grid!r}") from exc
-    if not (8 <= gh <= 4096 and 8 <= gw <= 4096):
-        raise InputError(f"grid must be within 8..4096 in each side, got {grid!r}")
+    gh, gw = check_grid(grid)
     try:
         margin = float(margin)
     except (TypeError, ValueError) as exc:
@@ -230,6 +225,17 @@ def preprocess(
         offset=mapping.offset, fps=clip.fps, fps_source=clip.fps_source,
         mm_per_px=mm, sector=sector, overlay_original=overlay, metadata=meta, warnings=warnings, mapping=mapping,
     )
+
+
+def check_grid(grid: Any) -> tuple[int, int]:
+    """``(rows, cols)`` of an analysis grid, each within 8..4096; InputError otherwise."""
+    try:
+        gh, gw = (int(v) for v in grid)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"grid must be (rows, cols), got {grid!r}") from exc
+    if not (8 <= gh <= 4096 and 8 <= gw <= 4096):
+        raise InputError(f"grid must be within 8..4096 in each side, got {grid!r}")
+    return gh, gw
 
 
 @dataclass(frozen=True)

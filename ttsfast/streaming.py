@@ -153,8 +153,17 @@ class LiveAnalyzer:
                  landmark_detector: str = "classic", grid: tuple[int, int] = (256, 352), threads: int | None = None,
                  channels: str = "bgr", settle_s: float = 2.0, window_s: float = 6.0):
         from .analyze import _check_options
+        from .flow import _check_float, _resolve_threads
+        from .preprocess import check_grid
 
         _check_options(device, landmark_detector, tracker, saliency)
+        grid = check_grid(grid)
+        if threads is not None:
+            _resolve_threads(threads)
+        settle_s, window_s = _check_float("settle_s", settle_s), _check_float("window_s", window_s)
+        if not (0.2 <= settle_s <= 60.0 and 0.0 < window_s <= 600.0):
+            raise InputError(f"settle_s must be within 0.2..60 s and window_s within 0..600 s, got {settle_s:g} and "
+                             f"{window_s:g}")
         try:
             fps = float(fps)
         except (TypeError, ValueError) as exc:
@@ -167,7 +176,7 @@ class LiveAnalyzer:
             raise InputError(f"mm_per_px must be a positive number, got {mm_per_px!r}")
         self.fps = fps
         self.options = dict(mm_per_px=mm_per_px, landmarks=landmarks, model=model, device=device, tracker=tracker,
-                            saliency=saliency, landmark_detector=landmark_detector, grid=tuple(grid),
+                            saliency=saliency, landmark_detector=landmark_detector, grid=grid,
                             threads=threads, bgr=channels == "bgr")
         self.settle_n = max(10, int(round(settle_s * fps)))
         self.window_n = max(3 * self.settle_n, int(round(window_s * fps)))
