@@ -155,6 +155,10 @@ void register_flow(py::module_& m) {
           "Farneback dense flow of every consecutive pair of a uint8/float32 [T,H,W] clip; "
           "returns float32 [T-1,H,W,2] (dx, dy) px/frame, or (flow, step timings) when "
           "profile=True.");
+    m.def("flow_isa", [] { return std::string(ttsfast::flow::flow_kernels().isa); },
+          "Copy of the flow kernels dense_flow_farneback runs now: 'avx2' (built for x86 with "
+          "GCC/Clang, CPU with AVX2) or 'baseline'; TTSFAST_FLOW_ISA=baseline forces the "
+          "baseline. Both give bit-identical flow.");
     m.def("farneback_levels", &farneback_levels, py::arg("height"), py::arg("width"),
           py::arg("pyr_scale"), py::arg("levels"),
           "Sizes (h, w) of the pyramid layers used, finest first.");

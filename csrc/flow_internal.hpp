@@ -20,9 +20,14 @@
 //     that the static sector edge does not pull the flow of the tissue beside it to zero.
 //
 // Files: flow_pyramid.cpp (pyramid, polynomial expansion, frame expansion),
-// flow_iterate.cpp (matrix update, window/solve iterations, pair driver), flow_job.cpp
-// (per-call setup: windows, spans, certainty), flow_schedule.cpp (pairs over threads),
-// flow_binding.cpp (argument checks and the Python binding).
+// flow_iterate.cpp (matrix update, window/solve iterations, pair driver): the hot kernels,
+// compiled once per instruction set (flow_kernels.hpp); flow_isa.cpp (run-time choice of
+// that copy), flow_job.cpp (per-call setup: levels, windows, spans, certainty),
+// flow_schedule.cpp (pairs over threads), flow_binding.cpp (argument checks and the Python
+// binding).
+//
+// The types here are shared by both copies of the kernels; inline helpers of the kernels
+// belong in flow_kernels.hpp, in the copy's namespace (see there: one-definition rule).
 #pragma once
 
 #include <algorithm>
@@ -101,17 +106,8 @@ struct Span {
 };
 
 // ----------------------------------------------------------------------------------------
-// Buffers.  Planes of a multi-plane buffer are spaced so that the same pixel of different
-// planes (and of different buffers) falls into different L1 cache sets: with plain w*h
-// strides (often a multiple of 4 KiB) the ~20 streams of the matrix update all alias to
-// one set and the kernels run several times slower.
+// Buffers (planes spaced by pstride, flow_kernels.hpp).
 // ----------------------------------------------------------------------------------------
-inline std::size_t pstride(int w, int h) {
-    const std::size_t n = static_cast<std::size_t>(w) * h;
-    const std::size_t r = 272;  // plane offset mod 1024 floats (4 KiB): 1088 bytes
-    return n <= r ? r : ((n - r + 1023) / 1024) * 1024 + r;
-}
-
 // Callers rely on a buffer being 0 wherever they never write (outside the spans): what an
 // FBuf holds at p[i] must stay at p[i] from one alloc call to the next.  So `off` applies
 // only when the buffer is (re)allocated, zeroed; an allocated buffer keeps its position.
@@ -123,14 +119,8 @@ struct FBuf {
     float* p = nullptr;
     int cur_off = 0;
     // at least n floats starting `off` floats (when allocated) after a 64-byte boundary
-    void alloc(std::size_t n, int off) {
-        if (p && v.size() >= n + static_cast<std::size_t>(cur_off) + 16) return;
-        v.assign(n + static_cast<std::size_t>(off) + 16, 0.f);
-        cur_off = off;
-        auto a = reinterpret_cast<std::uintptr_t>(v.data());
-        a = (a + 63) & ~static_cast<std::uintptr_t>(63);
-        p = reinterpret_cast<float*>(a) + off;
-    }
+    // (flow_schedule.cpp)
+    void alloc(std::size_t n, int off);
 };
 enum BufOffset { kOffRa = 16, kOffRb = 152, kOffM = 600, kOffFx = 760, kOffFy = 904 };
 
@@ -182,18 +172,32 @@ struct Job {
 // ----------------------------------------------------------------------------------------
 // Functions shared between the flow files
 // ----------------------------------------------------------------------------------------
-// flow_pyramid.cpp
+// The hot kernels (flow_pyramid.cpp, flow_iterate.cpp), one table per compiled copy.
+struct Kernels {
+    // Load frame t, build its pyramid and polynomial expansion into R (buffer offset `off`);
+    // with `interleave` also the interleaved copy ws.R1i used as frame t+1 of a pair.
+    void (*expand_frame)(const Job& job, int t, Workspace& ws, std::vector<FBuf>& R, int off,
+                         bool interleave);
+    // Flow of pair t -> t+1 (frames already in ws.Ra / ws.R1i) into job.out.
+    void (*flow_pair)(const Job& job, int t, Workspace& ws);
+};
+namespace isa_base { extern const Kernels kernels; }  // baseline build of the target
+namespace isa_avx2 { extern const Kernels kernels; }  // -mavx2 (x86, GCC/Clang builds only)
+
+// flow_isa.cpp: the copy a call runs now: the AVX2 one when built and the CPU has AVX2,
+// else the baseline; the environment variable TTSFAST_FLOW_ISA=baseline forces the baseline
+// (=avx2 requires the AVX2 copy; unset, empty or auto: the best).  Throws
+// std::invalid_argument for another value, std::runtime_error for avx2 where it cannot run.
+struct KernelCopy {
+    const char* isa;  // "avx2" or "baseline"
+    const Kernels* kernels;
+};
+KernelCopy flow_kernels();
+
+// flow_job.cpp
 std::vector<Level> make_levels(int W, int H, const Params& p);
 PolyConsts make_poly_consts(int n, double sigma);
-// Load frame t, build its pyramid and polynomial expansion into R (buffer offset `off`);
-// with `interleave` also the interleaved copy ws.R1i used as frame t+1 of a pair.
-void expand_frame(const Job& job, int t, Workspace& ws, std::vector<FBuf>& R, int off,
-                  bool interleave);
-
-// flow_iterate.cpp: flow of pair t -> t+1 (frames already in ws.Ra / ws.R1i) into job.out.
-void flow_pair(const Job& job, int t, Workspace& ws);
-
-// flow_job.cpp: derived fields of a job whose frames, size, params and mask are set.
+// Derived fields of a job whose frames, size, params and mask are set.
 void prepare_job(Job& job, bool skip_blank, int edge_margin);
 // Fraction of the finest level the spans cover (1 without spans).
 double computed_fraction(const Job& job);
@@ -204,33 +208,6 @@ struct RunStats {
     int threads = 1;
 };
 RunStats compute_flow(const Job& job, int threads, bool profile);
-
-// Bilinear resize from `src_len` to `dst_len` samples, pixel-centre convention, clamped border.
-// Horizontal taps: source index xi[i] and weight xf[i] of its right neighbour.
-inline void bilinear_taps(int src_len, int dst_len, std::vector<int>& xi, std::vector<float>& xf) {
-    const double s = static_cast<double>(src_len) / dst_len;
-    xi.resize(dst_len);
-    xf.resize(dst_len);
-    for (int i = 0; i < dst_len; ++i) {
-        float f = static_cast<float>((i + 0.5) * s - 0.5);
-        int s0 = static_cast<int>(std::floor(f));
-        f -= s0;
-        if (s0 < 0) { s0 = 0; f = 0; }
-        if (s0 >= src_len - 1) { s0 = src_len - 1; f = 0; }
-        xi[i] = s0;
-        xf[i] = f;
-    }
-}
-
-// Vertical taps of output row j (scale `s` = src_len / dst_len): rows r0, r1 and the weight of r1.
-inline float bilinear_rows(int j, double s, int src_len, int& r0, int& r1) {
-    float f = static_cast<float>((j + 0.5) * s - 0.5);
-    const int s0 = static_cast<int>(std::floor(f));
-    f -= s0;
-    r0 = std::min(std::max(s0, 0), src_len - 1);
-    r1 = std::min(std::max(s0 + 1, 0), src_len - 1);
-    return f;
-}
 
 }  // namespace flow
 }  // namespace ttsfast

@@ -1,12 +1,14 @@
-// Matrix update, window/solve iterations and the coarse-to-fine driver of one frame pair.
+// Matrix update, window/solve iterations and the coarse-to-fine driver of one frame pair
+// (one of the hot kernel files compiled once per instruction set, see flow_kernels.hpp).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "flow_internal.hpp"
+#include "flow_kernels.hpp"
 
 namespace ttsfast {
 namespace flow {
+namespace TTSFAST_ISA_NS {
 
 namespace {
 
@@ -511,5 +513,9 @@ void flow_pair(const Job& job, int t, Workspace& ws) {
     ws.tm.stop(kOutput);
 }
 
+// This copy's entry points (flow_internal.hpp), for flow_isa.cpp to choose from.
+extern const Kernels kernels = {&expand_frame, &flow_pair};
+
+}  // namespace TTSFAST_ISA_NS
 }  // namespace flow
 }  // namespace ttsfast

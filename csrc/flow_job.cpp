@@ -1,5 +1,6 @@
-// Per-call setup of a flow job: pyramid levels, windows, and the spans / certainty planes
-// that restrict the work to the sector mask or to the non-zero content of the clip.
+// Per-call setup of a flow job: pyramid levels, polynomial expansion constants, windows, and
+// the spans / certainty planes that restrict the work to the sector mask or to the non-zero
+// content of the clip.
 #include <algorithm>
 #include <cmath>
 #include <utility>
@@ -8,6 +9,115 @@
 
 namespace ttsfast {
 namespace flow {
+
+namespace {
+
+// Round half to even, as OpenCV's cvRound on x86.
+inline int round_even(double v) { return static_cast<int>(std::nearbyint(v)); }
+
+std::vector<float> gaussian_kernel(int n, double sigma) {
+    // OpenCV's getGaussianKernel: fixed small kernels when sigma <= 0, else sampled Gaussian.
+    std::vector<float> k(n);
+    if (sigma <= 0 && n == 3) {
+        k = {0.25f, 0.5f, 0.25f};
+        return k;
+    }
+    double sx = sigma > 0 ? sigma : ((n - 1) * 0.5 - 1) * 0.3 + 0.8;
+    double scale2 = -0.5 / (sx * sx), sum = 0;
+    std::vector<double> t(n);
+    for (int i = 0; i < n; ++i) {
+        double x = i - (n - 1) * 0.5;
+        t[i] = std::exp(scale2 * x * x);
+        sum += t[i];
+    }
+    for (int i = 0; i < n; ++i) k[i] = static_cast<float>(t[i] / sum);
+    return k;
+}
+
+}  // namespace
+
+// Levels finest (index 0) to coarsest, as OpenCV builds them: layer k is the original
+// frame smoothed with a Gaussian of sigma (1/scale-1)/2 and resized to round(size*scale);
+// layers smaller than 32 px are dropped.  Note: OpenCV processes `levels`+1 layers.
+std::vector<Level> make_levels(int W, int H, const Params& p) {
+    const int min_size = 32;
+    int k;
+    double scale = 1;
+    for (k = 0; k < p.levels; ++k) {
+        scale *= p.pyr_scale;
+        if (W * scale < min_size || H * scale < min_size) break;
+    }
+    const int nlev = k;
+    std::vector<Level> lv(nlev + 1);
+    for (k = 0; k <= nlev; ++k) {
+        double s = 1;
+        for (int i = 0; i < k; ++i) s *= p.pyr_scale;
+        double sigma = (1. / s - 1) * 0.5;
+        int ksz = std::max(round_even(sigma * 5) | 1, 3);
+        lv[k].w = round_even(W * s);
+        lv[k].h = round_even(H * s);
+        lv[k].kern = gaussian_kernel(ksz, sigma);
+    }
+    return lv;
+}
+
+PolyConsts make_poly_consts(int n, double sigma) {
+    PolyConsts c{};
+    c.n = n;
+    if (sigma < 1.1920929e-07) sigma = n * 0.3;
+    std::vector<float> g(2 * n + 1);
+    double s = 0;
+    for (int x = -n; x <= n; ++x) {
+        g[x + n] = static_cast<float>(std::exp(-x * x / (2 * sigma * sigma)));
+        s += g[x + n];
+    }
+    s = 1. / s;
+    for (int x = -n; x <= n; ++x) g[x + n] = static_cast<float>(g[x + n] * s);
+    for (int x = 0; x <= n; ++x) {
+        c.g[x] = g[x + n];
+        c.xg[x] = static_cast<float>(x * g[x + n]);
+        c.xxg[x] = static_cast<float>(x * x * g[x + n]);
+    }
+    // Moments of the applicability for the basis {1, x, y, x^2, y^2, xy}.
+    double G[6][6] = {};
+    for (int y = -n; y <= n; ++y)
+        for (int x = -n; x <= n; ++x) {
+            double gy = g[y + n], gx = g[x + n];
+            G[0][0] += gy * gx;
+            G[1][1] += gy * gx * x * x;
+            G[3][3] += gy * gx * x * x * x * x;
+            G[5][5] += gy * gx * x * x * y * y;
+        }
+    G[2][2] = G[0][3] = G[0][4] = G[3][0] = G[4][0] = G[1][1];
+    G[4][4] = G[3][3];
+    G[3][4] = G[4][3] = G[5][5];
+    // Gauss-Jordan inverse (the matrix is symmetric positive definite).
+    double A[6][12] = {};
+    for (int i = 0; i < 6; ++i) {
+        for (int j = 0; j < 6; ++j) A[i][j] = G[i][j];
+        A[i][6 + i] = 1;
+    }
+    for (int col = 0; col < 6; ++col) {
+        int piv = col;
+        for (int r = col + 1; r < 6; ++r)
+            if (std::fabs(A[r][col]) > std::fabs(A[piv][col])) piv = r;
+        if (piv != col)
+            for (int j = 0; j < 12; ++j) std::swap(A[piv][j], A[col][j]);
+        double d = A[col][col];
+        for (int j = 0; j < 12; ++j) A[col][j] /= d;
+        for (int r = 0; r < 6; ++r) {
+            if (r == col) continue;
+            double f = A[r][col];
+            if (f != 0)
+                for (int j = 0; j < 12; ++j) A[r][j] -= f * A[col][j];
+        }
+    }
+    c.ig11 = A[1][6 + 1];
+    c.ig03 = A[0][6 + 3];
+    c.ig33 = A[3][6 + 3];
+    c.ig55 = A[5][6 + 5];
+    return c;
+}
 
 namespace {
 

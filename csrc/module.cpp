@@ -13,6 +13,7 @@ PYBIND11_MODULE(_native, m) {
         py::dict d;
         d["build_type"] = TTSFAST_BUILD_TYPE;
         d["cxx_flags"] = TTSFAST_CXX_FLAGS;
+        d["flow_kernel_copies"] = TTSFAST_FLOW_COPIES;
         d["compiler"] = TTSFAST_COMPILER;
         d["hardware_threads"] = std::thread::hardware_concurrency();
         return d;
