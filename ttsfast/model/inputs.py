@@ -53,18 +53,54 @@ def _resample_time(x: np.ndarray, t_out: int) -> np.ndarray:
 
 
 def _resize_stack(x: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Resize float32 ``[N, h0, w0]`` planes to ``[N, h, w]`` (area averaging when shrinking,
-    bilinear when enlarging)."""
+    """Resize float32 ``[N, h0, w0]`` planes to ``[N, h, w]`` (:func:`_resize_plane` each)."""
+    out = np.empty((x.shape[0], h, w), np.float32)
+    for i in range(x.shape[0]):
+        _resize_plane(x[i], h, w, out[i])
+    return out
+
+
+def _resize_plane(x: np.ndarray, h: int, w: int, out: np.ndarray) -> None:
+    """One plane ``[h0, w0]`` as float32 into ``out`` ``[h, w]``: area averaging when shrinking,
+    bilinear when enlarging, a copy at the same size."""
     import cv2
 
-    n, h0, w0 = x.shape
+    h0, w0 = x.shape
     if (h0, w0) == (h, w):
-        return x.astype(np.float32, copy=False)
+        out[...] = x
+        return
     interp = cv2.INTER_AREA if (h <= h0 and w <= w0) else cv2.INTER_LINEAR
-    out = np.empty((n, h, w), np.float32)
-    for i in range(n):
-        out[i] = cv2.resize(np.ascontiguousarray(x[i], dtype=np.float32), (w, h), interpolation=interp)
-    return out
+    cv2.resize(np.ascontiguousarray(x, dtype=np.float32), (w, h), dst=out, interpolation=interp)
+
+
+def _resize_planes(fr: np.ndarray, fl: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grey ``fr [T, h0, w0]`` and flow ``fl [T or T-1, h0, w0, 2]`` resized to ``[T, h, w]`` each
+    (grey, dx, dy), plane by plane (the last flow step repeated when there are T-1): the values of
+    :func:`_resize_stack` on the whole stacks, without their full-size float copies."""
+    t_in = fr.shape[0]
+    g, dx, dy = (np.empty((t_in, h, w), np.float32) for _ in range(3))
+    for i in range(t_in):
+        _resize_plane(fr[i], h, w, g[i])
+        if i < fl.shape[0]:
+            _resize_plane(fl[i, ..., 0], h, w, dx[i])
+            _resize_plane(fl[i, ..., 1], h, w, dy[i])
+        else:
+            dx[i], dy[i] = dx[i - 1], dy[i - 1]
+    return g, dx, dy
+
+
+def _resample_and_resize(fr: np.ndarray, fl: np.ndarray, t: int, h: int,
+                         w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Grey and flow of a beat of ``T_in != t`` frames resampled linearly to ``t`` (flow vectors
+    rescaled to the new frame step) and resized to ``[t, h, w]`` each (grey, dx, dy)."""
+    t_in = fr.shape[0]
+    fl = fl.astype(np.float32, copy=False)
+    if fl.shape[0] == t_in - 1:
+        fl = np.concatenate([fl, fl[-1:]], axis=0)
+    g = _resample_time(fr.astype(np.float32), t)
+    f = _resample_time(fl, t) * np.float32((t_in - 1) / (t - 1))
+    return (_resize_stack(g, h, w), _resize_stack(np.ascontiguousarray(f[..., 0]), h, w),
+            _resize_stack(np.ascontiguousarray(f[..., 1]), h, w))
 
 
 def make_inputs(frames_beat: np.ndarray, flow_beat: np.ndarray, mask: np.ndarray | None = None,
@@ -106,11 +142,6 @@ def make_inputs(frames_beat: np.ndarray, flow_beat: np.ndarray, mask: np.ndarray
         raise InputError(f"frames_beat is too small: {fr.shape}; need at least 2 frames of 2x2 pixels")
     if fl.ndim != 4 or fl.shape[1:] != (h0, w0, 2) or fl.shape[0] not in (t_in, t_in - 1):
         raise InputError(f"flow_beat must be [T,h,w,2] or [T-1,h,w,2] matching frames {fr.shape}; got {fl.shape}")
-    fl = fl.astype(np.float32, copy=False)
-    if not np.isfinite(fl).all():
-        raise InputError("flow_beat contains NaN or infinite values; recompute the flow")
-    if fl.shape[0] == t_in - 1:
-        fl = np.concatenate([fl, fl[-1:]], axis=0)
     if mask is None:
         m = np.ones((h0, w0), np.float32)
     else:
@@ -121,20 +152,18 @@ def make_inputs(frames_beat: np.ndarray, flow_beat: np.ndarray, mask: np.ndarray
         if m.sum() < 1:
             raise InputError("mask is empty; there is no sector to analyse")
 
-    # time
-    g = _resample_time(fr.astype(np.float32), t)
-    f = _resample_time(fl, t)
-    if t_in != t:
-        f = f * np.float32((t_in - 1) / (t - 1))
-
-    # space
     mm = _resize_stack(m[None], h, w)[0] > 0.5
     if not mm.any():
         raise InputError("mask is empty at the model resolution; the sector is too small")
-    g = _resize_stack(g, h, w)
+    if t_in == t:  # no resampling in time: plane by plane, without beat-sized temporaries
+        g, dx, dy = _resize_planes(fr, fl, h, w)
+    else:
+        g, dx, dy = _resample_and_resize(fr, fl, t, h, w)
+    if not (np.isfinite(dx).all() and np.isfinite(dy).all()):
+        raise InputError("flow_beat contains NaN or infinite values; recompute the flow")
     sx, sy = w / w0, h / h0
-    dx = _resize_stack(np.ascontiguousarray(f[..., 0]), h, w) * np.float32(sx)
-    dy = _resize_stack(np.ascontiguousarray(f[..., 1]), h, w) * np.float32(sy)
+    dx *= np.float32(sx)
+    dy *= np.float32(sy)
 
     vals = g[:, mm]
     mean = float(vals.mean())
