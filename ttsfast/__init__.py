@@ -17,6 +17,7 @@ from .warning_codes import SCHEMA_VERSION, WARNING_CODES, ReportWarning, report_
 # point; ``from ttsfast.analyze import analyze`` keeps working (the import system uses sys.modules)
 from .analyze import analyze
 from .streaming import BeatResult, LiveAnalyzer, live
+from .memory import reuse_freed_memory
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,7 @@ __all__ = ["Clip", "dense_flow", "read_clip", "preprocess", "Prepared", "SectorG
 __all__ += ["make_inputs", "predict", "predict_batch", "grad_cam", "region_shares"]
 __all__ += ["CycleResult", "detect_cycles", "resample_beat", "Landmarks", "detect_landmarks", "Mechanics",
             "measure_mechanics", "TrackResult", "track_points"]
-__all__ += ["LiveAnalyzer", "BeatResult", "live"]
+__all__ += ["LiveAnalyzer", "BeatResult", "live", "reuse_freed_memory"]
 __all__ += ["analyze", "AnalysisResult", "SCHEMA_VERSION", "WARNING_CODES", "ReportWarning", "report_schema"]
 
 #: Subpackages imported on first use (``ttsfast.synth.generate(...)`` after a bare

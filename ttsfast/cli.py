@@ -426,12 +426,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that analyse many clips or frames in one process: run from the command line (the
+#: process is theirs) they keep freed memory for reuse (:func:`ttsfast.memory.reuse_freed_memory`).
+_REUSE_MEMORY_COMMANDS = ("analyze", "cohort", "live")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if argv is None and args.command in _REUSE_MEMORY_COMMANDS:
+        from .memory import reuse_freed_memory
+
+        reuse_freed_memory()
     try:
         return int(args.func(args) or 0)
     except TTSFastError as exc:
