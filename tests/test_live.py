@@ -359,3 +359,143 @@ def test_live_iterates_a_video_file(tmp_path):
     assert all(b.status == "complete" and 0 <= b.p_tts <= 1 for b in beats)
     with pytest.raises(InputError):
         next(ttsfast.live(tmp_path / "missing.avi", fps=50.0))
+
+
+# ---------------------------------------------------------------------------- tracking flow ahead
+def _same(a, b) -> bool:
+    """Exact equality of nested mechanics values (arrays, dicts, lists, floats; NaN equals NaN)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k])
+                                                                                          for k in a)
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return isinstance(b, (list, tuple)) and isinstance(a, (list, tuple)) and len(a) == len(b) \
+            and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b), equal_nan=np.asarray(a).dtype.kind == "f")
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (np.isnan(a) and np.isnan(b))
+    return a == b
+
+
+def _mechanics_values(m) -> dict:
+    """Every value of a Mechanics (landmarks as their array, warnings as code and message)."""
+    import dataclasses
+
+    d = {f.name: getattr(m, f.name) for f in dataclasses.fields(m) if f.name not in ("to_original", "landmarks",
+                                                                                     "warnings")}
+    d.update(landmarks=m.landmarks.as_array(), warnings=[(w.code, w.message) for w in m.warnings])
+    return d
+
+
+def _run_spied(monkeypatch, frames, fps: float, ahead: bool, **options):
+    """Stream ``frames`` with the tracking flow computed ahead or not; the beats, each beat's
+    Mechanics (None when not measured), the DIS pairs the beat worker computed and the analyzer."""
+    import threading
+
+    import ttsfast.flow as flow_mod
+    import ttsfast.stages as stages
+
+    mechanics, beat_pairs = [], [0]
+    real_stage, real_pair = stages.mechanics_stage, flow_mod._dis_pair
+
+    def stage(*a, **kw):
+        st = real_stage(*a, **kw)
+        mechanics.append(st.mechanics)
+        return st
+
+    def pair(*a, **kw):
+        if threading.current_thread().name.startswith("ttsfast-live-beats"):
+            beat_pairs[0] += 1
+        return real_pair(*a, **kw)
+
+    monkeypatch.setattr(stages, "mechanics_stage", stage)
+    monkeypatch.setattr(flow_mod, "_dis_pair", pair)
+    la = LiveAnalyzer(fps, **options)
+    la._dis_ahead = ahead
+    out: list[BeatResult] = []
+    for n, f in enumerate(frames):
+        out += la.push(f, t=n / fps)
+    out += la.close()
+    monkeypatch.undo()
+    return out, mechanics, beat_pairs[0], la
+
+
+@pytest.mark.parametrize("seed,caller", [pytest.param(0, True, id="caller-landmarks"),
+                                         # tts-1: the landmarks found on beat 0 pass the checks on every beat
+                                         pytest.param(1, False, id="carried-landmarks")])
+def test_tracking_flow_ahead_gives_the_same_beats(monkeypatch, seed, caller):
+    """The DIS tracking flow computed as the frames arrive (in the box of the caller's or the
+    carried landmarks) gives every beat exactly the mechanics of computing it at beat time, the
+    beat worker then computes only the few pairs left, and the cache of pairs stays within a beat."""
+    from ttsfast.streaming import AHEAD_S
+
+    clip, gt = generate(preset="tts", seed=seed, n_frames=300, hr=75)  # 40 frames a beat
+    options = {"mm_per_px": clip.mm_per_px, "saliency": False}
+    if caller:
+        options["landmarks"] = true_landmarks(gt)
+    on, mech_on, pairs_on, la_on = _run_spied(monkeypatch, clip.frames, clip.fps, True, **options)
+    off, mech_off, pairs_off, la_off = _run_spied(monkeypatch, clip.frames, clip.fps, False, **options)
+    assert [(b.frames, b.status, b.p_tts) for b in on] == [(b.frames, b.status, b.p_tts) for b in off]
+    assert len(mech_on) == len(mech_off) >= 6
+    measured = [(a, b) for a, b in zip(mech_on, mech_off) if a is not None or b is not None]
+    assert len(measured) >= 6, _summary(on)
+    for a, b in measured:
+        assert a is not None and b is not None
+        va, vb = _mechanics_values(a), _mechanics_values(b)
+        diff = [k for k in va if not _same(va[k], vb[k])]
+        assert not diff, f"beat {a.beat}: {diff} differ with the tracking flow computed ahead"
+    for b_on, b_off in zip(on, off):
+        d_on, d_off = b_on.to_dict(), b_off.to_dict()
+        for d in (d_on, d_off):
+            d.pop("timings_ms"), d.pop("latency_ms")
+        assert d_on == d_off
+    assert la_off.stats["ahead_pairs"] == 0 and la_on.stats["ahead_handed"] > 0
+    # the beat worker computes the first beat's pairs (carried: and those of the next beat that came
+    # before its landmarks), and of each later beat at most the pairs of the chunk that confirmed it
+    assert pairs_on <= pairs_off / 2, (pairs_on, pairs_off)
+    longest = max(b.frames[1] - b.frames[0] for b in on)
+    assert 0 < la_on.stats["ahead_max"] <= min(longest + 24, int(AHEAD_S * clip.fps) + 8), la_on.stats
+
+
+def test_tracking_ahead_cache_is_bounded():
+    """The cache drops every pair when the box changes, and the pairs before the kept range."""
+    from ttsfast.flow import TrackingPairs
+    from ttsfast.streaming import _TrackingAhead
+
+    ahead = _TrackingAhead()
+    box = (10, 20, 60, 90)
+    ahead.set_roi(box)
+    ahead.add(TrackingPairs(box, {s: np.zeros((70, 50, 2), np.float32) for s in range(5, 15)}))
+    assert ahead.first_missing(5, 15) is None and ahead.first_missing(3, 15) == 3
+    ahead.keep(9)
+    assert sorted(ahead.pairs) == list(range(9, 15))
+    tp = ahead.take(8, 12)
+    assert tp.roi == box and sorted(tp.pairs) == [1, 2, 3]  # keyed from pair 8; 8 was dropped
+    ahead.set_roi(box)
+    assert len(ahead.pairs) == 6  # the same box keeps them
+    ahead.set_roi((10, 20, 61, 90))
+    assert ahead.pairs == {} and ahead.take(8, 12) is None
+    ahead.set_roi(None)
+    assert ahead.pairs == {}
+
+
+def test_tracking_flow_known_pairs_are_exact():
+    """tracking_flow with pairs computed ahead (tracking_pairs, part of them, in the same box)
+    equals computing them all; pairs of another box are ignored, malformed ones refused."""
+    from ttsfast.flow import TrackingPairs, dense_flow, tracking_flow, tracking_pairs
+
+    clip, _ = generate(preset="tts", seed=0, n_frames=14)
+    frames = clip.frames
+    ref = dense_flow(frames)
+    roi = (60, 40, 300, 230)
+    full = tracking_flow(frames, 2, 12, roi=roi, reference=ref[2:12])
+    part = tracking_pairs(frames[4:10], roi, reference=ref[4:9], first=4)
+    assert sorted(part.pairs) == list(range(4, 9))
+    np.testing.assert_array_equal(tracking_flow(frames, 2, 12, roi=roi, reference=ref[2:12], known=part), full)
+    other = TrackingPairs((60, 40, 301, 230), {t: np.zeros((190, 241, 2), np.float32) for t in range(2, 12)})
+    np.testing.assert_array_equal(tracking_flow(frames, 2, 12, roi=roi, reference=ref[2:12], known=other), full)
+    bad = TrackingPairs(part.roi, {5: np.zeros((3, 3, 2), np.float32)})
+    with pytest.raises(InputError):
+        tracking_flow(frames, 2, 12, roi=roi, reference=ref[2:12], known=bad)
+    with pytest.raises(InputError):
+        tracking_pairs(frames.astype(np.float32), roi)

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -262,6 +263,82 @@ def _as_uint8(arr: np.ndarray) -> np.ndarray:
     return rescale_to_uint8(arr, float(arr.min()), float(arr.max()))
 
 
+@dataclass(frozen=True)
+class TrackingPairs:
+    """Pairs of :func:`tracking_flow` computed ahead (e.g. as a stream's frames arrive), each
+    kept inside its box only (outside it, the flow is the reference's or 0).
+
+    Attributes
+    ----------
+    roi : (int, int, int, int)
+        The box ``(x0, y0, x1, y1)`` px (x1, y1 exclusive), clipped to the frames as
+        :func:`tracking_flow` clips it.
+    pairs : mapping of int -> ndarray
+        Pair ``t`` (frame t -> t+1 of the frames they are handed with) -> float32
+        ``[y1 - y0, x1 - x0, 2]`` (dx, dy) px/frame: :func:`tracking_flow`'s result in ``roi``.
+    """
+
+    roi: tuple[int, int, int, int]
+    pairs: Mapping[int, np.ndarray]
+
+
+def _clip_roi(roi: Any, w: int, h: int) -> tuple[int, int, int, int]:
+    """``roi`` (x0, y0, x1, y1) px, or the whole ``w`` x ``h`` frame for None, rounded and
+    clipped to the frame; InputError when less than :data:`MIN_ROI_PX` a side is left."""
+    if roi is None:
+        x0, y0, x1, y1 = 0, 0, w, h
+    else:
+        try:
+            x0, y0, x1, y1 = (int(round(float(v))) for v in roi)
+        except (TypeError, ValueError):
+            raise InputError(f"roi must be (x0, y0, x1, y1) px, got {roi!r}") from None
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < MIN_ROI_PX or y1 - y0 < MIN_ROI_PX:
+        raise InputError(f"roi {roi} leaves less than {MIN_ROI_PX}x{MIN_ROI_PX} px of the {w}x{h} frames")
+    return x0, y0, x1, y1
+
+
+def _known_pairs(known: TrackingPairs | None, box: tuple[int, int, int, int], t0: int,
+                 t1: int) -> dict[int, np.ndarray]:
+    """The pairs ``t0 .. t1-1`` of ``known`` when it was computed in ``box`` (none otherwise:
+    DIS depends on the box), checked to be float32 ``[y1 - y0, x1 - x0, 2]``."""
+    if known is None or tuple(int(v) for v in known.roi) != box:
+        return {}
+    x0, y0, x1, y1 = box
+    pairs = {t: known.pairs[t] for t in range(t0, t1) if t in known.pairs}
+    for t, a in pairs.items():
+        if not isinstance(a, np.ndarray) or a.dtype != np.float32 or a.shape != (y1 - y0, x1 - x0, 2):
+            raise InputError(f"known pair {t} must be float32 {(y1 - y0, x1 - x0, 2)} (the box {box}), got "
+                             f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    return pairs
+
+
+def _new_dis(patch_size: int, patch_stride: int, gd_iterations: int) -> Any:
+    """OpenCV DIS with the tracking settings (finest scale 0, no variational refinement)."""
+    import cv2
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    dis.setFinestScale(0)
+    dis.setPatchSize(patch_size)
+    dis.setPatchStride(patch_stride)
+    dis.setGradientDescentIterations(gd_iterations)
+    dis.setVariationalRefinementIterations(0)
+    return dis
+
+
+def _dis_pair(dis: Any, prev: np.ndarray, nxt: np.ndarray, box: np.ndarray, gate: float | None) -> None:
+    """DIS from ``prev`` to ``nxt`` (uint8 ``[h, w]`` crops) written into ``box`` (float32
+    ``[h, w, 2]``): everywhere without a ``gate``, else where it lies within ``gate`` px of what
+    ``box`` holds (the reference)."""
+    d = dis.calc(np.ascontiguousarray(prev), np.ascontiguousarray(nxt), None)
+    if gate is None:
+        box[...] = d
+        return
+    dev = np.hypot(d[..., 0] - box[..., 0], d[..., 1] - box[..., 1])
+    near = dev <= gate  # NaN in the reference: keep the reference (the tracker reports it)
+    box[near] = d[near]
+
+
 def tracking_flow(
     frames: np.ndarray | Sequence[np.ndarray],
     t0: int = 0,
@@ -274,6 +351,7 @@ def tracking_flow(
     reference: np.ndarray | None = None,
     max_deviation_px: float = TRACKING_FLOW_PARAMS["max_deviation_px"],
     threads: int | None = None,
+    known: TrackingPairs | None = None,
 ) -> np.ndarray:
     """Dense flow for point tracking: OpenCV DIS (dense inverse search) from frame t to t+1,
     optionally held to a reference flow.
@@ -282,7 +360,8 @@ def tracking_flow(
     points on this flow instead, which follows the myocardium more closely (see
     :data:`TRACKING_FLOW_PARAMS`). It is computed only for the frame pairs ``t0 .. t1-1`` and,
     with ``roi``, only inside that box (zero elsewhere), so that a beat's LV costs a fraction of
-    the clip.
+    the clip. Each pair depends only on its two frames, the box and its reference (DIS starts
+    from no flow), so pairs computed ahead can be handed in ``known``.
 
     Parameters
     ----------
@@ -307,6 +386,12 @@ def tracking_flow(
         Gate of ``reference`` in px per frame (> 0).
     threads : int or None
         OpenCV threads (None: all cores).
+    known : TrackingPairs, optional
+        Pairs already computed by this function (:func:`tracking_pairs`) on the same uint8
+        frames, reference and parameters, keyed by pair index in ``frames``: those of
+        ``t0 .. t1-1`` are taken as they are when ``known.roi`` is this call's box (clipped),
+        the others computed; the result is the same as computing them all. Ignored for
+        another box.
 
     Returns
     -------
@@ -317,7 +402,7 @@ def tracking_flow(
     Raises
     ------
     InputError
-        Malformed frames, frame range, box or parameters.
+        Malformed frames, frame range, box, known pairs or parameters.
     """
     import cv2
 
@@ -329,16 +414,8 @@ def tracking_flow(
     st = _check_int("patch_stride", patch_stride, 1, ps)
     gd = _check_int("gd_iterations", gd_iterations, 1, 500)
     nt = _resolve_threads(threads)
-    if roi is None:
-        x0, y0, x1, y1 = 0, 0, w, h
-    else:
-        try:
-            x0, y0, x1, y1 = (int(round(float(v))) for v in roi)
-        except (TypeError, ValueError):
-            raise InputError(f"roi must be (x0, y0, x1, y1) px, got {roi!r}") from None
-        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
-    if x1 - x0 < MIN_ROI_PX or y1 - y0 < MIN_ROI_PX:
-        raise InputError(f"roi {roi} leaves less than {MIN_ROI_PX}x{MIN_ROI_PX} px of the {w}x{h} frames")
+    x0, y0, x1, y1 = _clip_roi(roi, w, h)
+    gate = None
     if reference is not None:
         if not isinstance(reference, np.ndarray) or reference.shape != (t1 - t0, h, w, 2):
             raise InputError(f"reference must be a flow array {(t1 - t0, h, w, 2)}, got "
@@ -346,13 +423,9 @@ def tracking_flow(
         gate = _check_float("max_deviation_px", max_deviation_px)
         if gate <= 0:
             raise InputError(f"max_deviation_px must be > 0, got {gate}")
+    done = _known_pairs(known, (x0, y0, x1, y1), t0, t1)
     img = _as_uint8(arr)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    dis.setFinestScale(0)
-    dis.setPatchSize(ps)
-    dis.setPatchStride(st)
-    dis.setGradientDescentIterations(gd)
-    dis.setVariationalRefinementIterations(0)
+    dis = _new_dis(ps, st, gd)
     if reference is None:
         out = np.zeros((t1 - t0, h, w, 2), np.float32)
     else:  # the reference everywhere, DIS where it stays within the gate of it
@@ -360,18 +433,51 @@ def tracking_flow(
     old = cv2.getNumThreads()
     cv2.setNumThreads(nt)
     try:
-        prev = np.ascontiguousarray(img[t0, y0:y1, x0:x1])
-        for k in range(t1 - t0):
-            nxt = np.ascontiguousarray(img[t0 + k + 1, y0:y1, x0:x1])
-            d = dis.calc(prev, nxt, None)
-            box = out[k, y0:y1, x0:x1]
-            if reference is None:
-                box[...] = d
+        for t in range(t0, t1):
+            box = out[t - t0, y0:y1, x0:x1]
+            if t in done:
+                box[...] = done[t]
             else:
-                dev = np.hypot(d[..., 0] - box[..., 0], d[..., 1] - box[..., 1])
-                near = dev <= gate  # NaN in the reference: keep the reference (the tracker reports it)
-                box[near] = d[near]
-            prev = nxt
+                _dis_pair(dis, img[t, y0:y1, x0:x1], img[t + 1, y0:y1, x0:x1], box, gate)
     finally:
         cv2.setNumThreads(old)
     return out
+
+
+def tracking_pairs(frames: np.ndarray, roi: tuple[int, int, int, int], *, reference: np.ndarray | None = None,
+                   first: int = 0, threads: int | None = None) -> TrackingPairs:
+    """:func:`tracking_flow` of every pair of ``frames`` (default parameters), kept inside
+    ``roi`` only: to compute pairs ahead and hand them to a later call as ``known``.
+
+    Parameters
+    ----------
+    frames : uint8 ndarray [T, H, W]
+        Grey frames (uint8: float frames are rescaled over the call's clip, so pairs computed on
+        a part of a clip would not be the whole clip's).
+    roi : (x0, y0, x1, y1)
+        Box in px, as for :func:`tracking_flow`.
+    reference : float ndarray [T - 1, H, W, 2], optional
+        The reference flow of the pairs, as for :func:`tracking_flow`.
+    first : int
+        Key of the pair ``frames[0] -> frames[1]`` (e.g. its frame number in a stream).
+    threads : int or None
+        OpenCV threads (None: all cores).
+
+    Returns
+    -------
+    TrackingPairs
+        ``roi`` clipped, and pair ``first + k`` -> float32 ``[y1 - y0, x1 - x0, 2]`` (a copy).
+    """
+    arr = _as_frames(frames)
+    n, h, w = arr.shape
+    if arr.dtype != np.uint8:
+        raise InputError(f"tracking_pairs needs uint8 frames, got {arr.dtype}")
+    if reference is not None and (not isinstance(reference, np.ndarray) or reference.shape != (n - 1, h, w, 2)):
+        raise InputError(f"reference must be a flow array {(n - 1, h, w, 2)}, got "
+                         f"{getattr(reference, 'shape', type(reference).__name__)}")
+    box = _clip_roi(roi, w, h)
+    x0, y0, x1, y1 = box
+    # DIS sees only the box's pixels either way: computed on the crops, without whole-frame copies
+    out = tracking_flow(arr[:, y0:y1, x0:x1], reference=None if reference is None else reference[:, y0:y1, x0:x1],
+                        threads=threads)
+    return TrackingPairs(box, {first + k: out[k].copy() for k in range(out.shape[0])})

@@ -198,9 +198,10 @@ class MechanicsStage:
 
 
 def mechanics_stage(prep: Any, flow: np.ndarray, cyc: Any, beat: int, lm_stage: LandmarkStage, *,
-                    tracker: str, threads: int | None, annulus_anchor: bool) -> MechanicsStage:
+                    tracker: str, threads: int | None, annulus_anchor: bool, dis_pairs: Any = None) -> MechanicsStage:
     """:func:`ttsfast.mechanics.measure_mechanics` of beat ``beat`` of ``cyc`` on trusted
-    landmarks; nothing (with the landmarks' warnings) on untrusted ones."""
+    landmarks; nothing (with the landmarks' warnings) on untrusted ones. ``dis_pairs``: the
+    tracking-flow pairs computed ahead (live path; ``measure_mechanics(dis_pairs=)``)."""
     from .mechanics import measure_mechanics
 
     if not lm_stage.trusted:
@@ -209,7 +210,8 @@ def mechanics_stage(prep: Any, flow: np.ndarray, cyc: Any, beat: int, lm_stage: 
         mech = measure_mechanics(prep.frames, flow, cyc.beat(beat), landmarks=lm_stage.landmarks, fps=prep.fps,
                                  mm_per_px=prep.mm_per_px, to_original=prep.to_original, to_grid=prep.to_grid,
                                  mask=prep.mask, beat_times=cyc.beat_times[beat] if cyc.beat_times else None,
-                                 method=tracker, threads=threads, annulus_anchor=bool(annulus_anchor))
+                                 method=tracker, threads=threads, annulus_anchor=bool(annulus_anchor),
+                                 dis_pairs=dis_pairs)
     except QualityError as exc:
         return MechanicsStage(withheld=_withheld("mechanics_failed", f"the mechanics could not be measured: {exc}"))
     return MechanicsStage(mech, None, list(mech.warnings))

@@ -47,6 +47,9 @@ DARK_LEVEL = 8.0
 MAX_FROZEN_SHARE = 0.1
 #: This many repeated frames in a row end the beat in progress (a frozen image).
 FROZEN_RUN = 4
+#: The tracking flow is computed ahead for at most this many seconds of pairs before the newest
+#: frame: the longest beat the cycle stage reads (30 bpm: 2 s), its confirmation and margin.
+AHEAD_S = 2.5
 
 
 @dataclass
@@ -112,6 +115,7 @@ class _BeatJob:
     setting: "_Setting"
     fault: ReportWarning | None = None
     span: tuple[int, int] = (0, 0)
+    dis_pairs: Any = None  # TrackingPairs of the beat computed ahead, keyed by pair index in frames
 
 
 @dataclass
@@ -187,7 +191,8 @@ class LiveAnalyzer:
         self._closed = False
         self._error: BaseException | None = None
         self.stats: dict[str, Any] = {"frames": 0, "beats": 0, "busy_s": 0.0, "push_ms": deque(maxlen=5000),
-                                      "parts_s": {}}
+                                      "parts_s": {}, "ahead_pairs": 0, "ahead_handed": 0, "ahead_max": 0}
+        self._dis_ahead = True  # compute the tracking flow as the frames arrive (False: at beat time)
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="ttsfast-live-model")
         self._frame_worker = threading.Thread(target=self._run_frames, name="ttsfast-live-frames", daemon=True)
         self._beat_worker = threading.Thread(target=self._run_beats, name="ttsfast-live-beats", daemon=True)
@@ -312,6 +317,7 @@ class _Stream:
         self.last_t: float | None = None
         self.prev_grey: np.ndarray | None = None
         self.frozen_run = 0
+        self.ahead = _TrackingAhead()
 
     # -- per frame
     def _tick(self, part: str, t0: float) -> float:
@@ -446,7 +452,68 @@ class _Stream:
         self._trim()
         t0 = self._tick("signal", t0)
         self._detect(final=False)
-        self._tick("beats", t0)
+        t0 = self._tick("beats", t0)
+        self._track_ahead()  # after the beats are sent: a beat's last pairs are left to the beat worker
+        self._tick("track_ahead", t0)
+
+    def _track_ahead(self) -> None:
+        """The tracking flow (method "dis") of the window's pairs that the next beats will track
+        on, from the frame before the last beat's end, in the box of the landmarks the beat
+        worker will use (carried from the last beat, or the caller's) when those are known.
+        Whatever is not computed here (a failure included) the beat worker computes."""
+        roi = self._upcoming_roi()
+        self.ahead.set_roi(roi)
+        last = self.first + len(self.grid_frames) - 1  # stream number of the newest frame
+        lo = max(self.first, self.last_end - 2, last - int(AHEAD_S * self.fps))
+        self.ahead.keep(lo)
+        s = self.ahead.first_missing(lo, last)
+        if roi is None or s is None:
+            return
+        try:
+            for a in range(s, last, self.chunk):  # a chunk at a time: bounded temporaries
+                self._pairs_ahead(roi, a, min(a + self.chunk, last))
+        except Exception:  # noqa: BLE001 - never ends the stream: the beat worker computes them
+            self.ahead.set_roi(None)
+        stats = self.o.stats
+        stats["ahead_max"] = max(stats["ahead_max"], len(self.ahead.pairs))
+
+    def _pairs_ahead(self, roi: tuple[int, int, int, int], a: int, b: int) -> None:
+        """The tracking flow of stream pairs ``a .. b-1`` in ``roi``, into the cache."""
+        from .flow import tracking_pairs
+
+        k = a - self.first
+        frames = np.stack([self.grid_frames[i] for i in range(k, k + b - a + 1)])
+        ref = np.stack([self.flow[i] for i in range(k, k + b - a)])
+        self.ahead.add(tracking_pairs(frames, roi, reference=ref, first=a, threads=self.o.options["threads"]))
+        self.o.stats["ahead_pairs"] += b - a
+
+    def _upcoming_roi(self) -> tuple[int, int, int, int] | None:
+        """The box the next beat's DIS tracking flow will be computed in (grid px), when its
+        landmarks are known now: the caller's, or those carried from the last beat while trusted
+        (the beat worker then checks them on the beat's ED frame, and finds others if they fail:
+        a box that is not the one used is ignored by the mechanics)."""
+        from .landmarks import landmarks_from_caller
+        from .mechanics.measure import dis_roi
+
+        o = self.o.options
+        if not self.o._dis_ahead or o["tracker"] != "dis":
+            return None
+        prep = self.setting.prep
+        if o["landmarks"] is not None:
+            if self.ahead.caller is None:  # once per view: find_landmarks maps them the same way
+                try:
+                    self.ahead.caller = landmarks_from_caller(o["landmarks"], prep.mask.shape, to_grid=prep.to_grid)
+                except InputError:
+                    self.ahead.caller = False
+            lm = None if self.ahead.caller is False else self.ahead.caller
+        else:
+            carried = self.setting.landmarks  # set by the beat worker
+            lm = carried.landmarks if carried is not None and carried.trusted else None
+        if lm is None:
+            return None
+        if lm is not self.ahead.lm:
+            self.ahead.lm, self.ahead.lm_roi = lm, dis_roi(lm, prep.mask.shape)
+        return self.ahead.lm_roi
 
     def _append_flow(self, flow: np.ndarray) -> None:
         from .cycle import ED_TRIM, project_signals
@@ -504,9 +571,12 @@ class _Stream:
         fault = None
         if frozen > MAX_FROZEN_SHARE * (sb - sa):
             fault = warn("frozen_frames", f"{frozen} of the beat's {sb - sa} frames repeat the one before")
-        job = _BeatJob(self.beat_index, self.first + lo, frames, flow, one,
+        start = self.first + lo
+        pairs = self.ahead.take(start, start + len(flow))
+        self.o.stats["ahead_handed"] += 0 if pairs is None else len(pairs.pairs)
+        job = _BeatJob(self.beat_index, start, frames, flow, one,
                        self.push_t.get(done, time.perf_counter()),
-                       self.setting, fault, (sa, sb))
+                       self.setting, fault, (sa, sb), pairs)
         self.beat_index += 1
         self.o._jobs.put(job)
 
@@ -515,6 +585,47 @@ class _Stream:
             return
         self._advance()
         self._detect(final=True)
+        self.ahead = _TrackingAhead()
+
+
+class _TrackingAhead:
+    """The frame worker's cache of the DIS tracking flow computed ahead: stream pair ``s``
+    (frame s -> s+1) -> float32 ``[y1 - y0, x1 - x0, 2]``, in the box ``roi`` (grid px) only;
+    and the landmarks the box was made from."""
+
+    def __init__(self) -> None:
+        self.roi: tuple[int, int, int, int] | None = None
+        self.pairs: dict[int, np.ndarray] = {}
+        self.lm: Any = None  # the Landmarks lm_roi is the box of
+        self.lm_roi: tuple[int, int, int, int] | None = None
+        self.caller: Any = None  # the caller's landmarks on this view's grid (False: invalid)
+
+    def set_roi(self, roi: tuple[int, int, int, int] | None) -> None:
+        """Another box (or none): the pairs of the old one are dropped (DIS depends on the box)."""
+        if roi != self.roi:
+            self.roi, self.pairs = roi, {}
+
+    def keep(self, lo: int) -> None:
+        """Drop the pairs before stream pair ``lo`` (their beats are done or past the window)."""
+        for s in [s for s in self.pairs if s < lo]:
+            del self.pairs[s]
+
+    def first_missing(self, lo: int, last: int) -> int | None:
+        """The first pair of ``lo .. last-1`` (``last``: the newest frame) not computed yet;
+        None when all are."""
+        return next((s for s in range(lo, last) if s not in self.pairs), None)
+
+    def add(self, tp: Any) -> None:
+        """Keep the pairs of ``tp`` (:class:`ttsfast.flow.TrackingPairs` in this box)."""
+        self.pairs.update(tp.pairs)
+
+    def take(self, lo: int, hi: int) -> Any:
+        """The pairs ``lo .. hi-1`` as a :class:`ttsfast.flow.TrackingPairs` keyed from 0 (the
+        pair ``lo -> lo + 1``), or None when there are none; the cache keeps them."""
+        from .flow import TrackingPairs
+
+        got = {s - lo: self.pairs[s] for s in range(lo, hi) if s in self.pairs}
+        return TrackingPairs(self.roi, got) if got and self.roi is not None else None
 
 
 def _prep_view(job: _BeatJob) -> Any:
@@ -560,7 +671,7 @@ def _analyze_beat(job: _BeatJob, owner: LiveAnalyzer) -> BeatResult:
     timings["landmarks"] = (time.perf_counter() - t0) * 1e3
     t1 = time.perf_counter()
     mech = mechanics_stage(prep, job.flow, job.cycle, 0, lm_stage, tracker=o["tracker"], threads=o["threads"],
-                           annulus_anchor=True)
+                           annulus_anchor=True, dis_pairs=job.dis_pairs)
     t2 = time.perf_counter()
     ms = scoring.result()
     t3 = time.perf_counter()

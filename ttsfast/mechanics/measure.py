@@ -8,6 +8,7 @@ import numpy as np
 
 from ..constants import FRAMES_PER_BEAT
 from ..errors import InputError
+from ..flow import MIN_ROI_PX, TrackingPairs
 from ..landmarks import Landmarks, landmarks_from_caller, long_axis, wall_points
 from ..tracking import TrackResult
 from ..warning_codes import ReportWarning
@@ -17,7 +18,10 @@ from .measures import measure_beat
 from .points import WALL_OF, TrackedPoints
 from .result import Mechanics
 from .timebase import BeatTimes, beat_time_base, check_beat, extend_back, resample_beat
-from .trackers import METHODS, TrackOptions, track
+from .trackers import METHODS, TrackOptions, track, tracking_box
+
+#: Points per wall of :func:`measure_mechanics` (3k+1 puts the segment borders on points).
+N_WALL = 31
 
 
 def _check_inputs(frames: Any, flow: Any, beat: Any, method: str, n_resample: int, n_wall: int) -> tuple[int, int, int]:
@@ -49,9 +53,12 @@ def _landmarks(frames: np.ndarray, flow: np.ndarray, beat: tuple[int, int, int],
     return landmarks_from_caller(landmarks, (h, w), to_grid=to_grid, mirrored=mirrored)
 
 
-def _points_at_ed(lm: Landmarks, image: np.ndarray, n_wall: int, wall_snap_px: float) -> TrackedPoints:
-    """The landmarks and the ``n_wall`` points of each wall on the ED frame ``image``, inside it."""
-    h, w = image.shape
+def _points_at_ed(lm: Landmarks, shape: tuple[int, int], n_wall: int, wall_snap_px: float,
+                  image: np.ndarray | None = None) -> TrackedPoints:
+    """The landmarks and the ``n_wall`` points of each wall on the ED frame, inside its ``shape``
+    ``(H, W)``; the ED frame ``image`` ``[H, W]`` is read only to snap the walls
+    (``wall_snap_px`` > 0)."""
+    h, w = shape
     pts = TrackedPoints.from_parts(
         lm.as_array(),
         wall_points(lm.septal_annulus, lm.apex, lm.lateral_annulus, n_wall, image=image, snap_px=wall_snap_px),
@@ -59,6 +66,24 @@ def _points_at_ed(lm: Landmarks, image: np.ndarray, n_wall: int, wall_snap_px: f
     pts.array[:, 0] = np.clip(pts.array[:, 0], 0, w - 1)
     pts.array[:, 1] = np.clip(pts.array[:, 1], 0, h - 1)
     return pts
+
+
+def dis_roi(landmarks: Landmarks, shape: tuple[int, int], n_wall: int = N_WALL,
+            wall_snap_px: float = 0.0) -> tuple[int, int, int, int] | None:
+    """The box method ``"dis"`` computes its tracking flow in for these landmarks, known before
+    the beat's frames: the one :func:`measure_mechanics` (same ``n_wall`` and ``wall_snap_px``)
+    uses on a grid of ``shape`` ``(H, W)``.
+
+    Returns
+    -------
+    (x0, y0, x1, y1) or None
+        Grid px (x1, y1 exclusive), clipped to the grid; None when the points depend on the ED
+        frame (``wall_snap_px`` > 0) or the box is too small for the tracker.
+    """
+    if wall_snap_px > 0:
+        return None
+    box = tracking_box(_points_at_ed(landmarks, shape, n_wall, 0.0).array, shape=shape)
+    return box if min(box[2] - box[0], box[3] - box[1]) >= MIN_ROI_PX else None
 
 
 def _track_beat(method: str, frames: np.ndarray, flow: np.ndarray, pts0: TrackedPoints, beat: tuple[int, int],
@@ -93,7 +118,7 @@ def measure_mechanics(
     flow_backward: np.ndarray | None = None,
     method: str = "dis",
     n_resample: int = FRAMES_PER_BEAT,
-    n_wall: int = 31,
+    n_wall: int = N_WALL,
     wall_snap_px: float = 0.0,
     drift_correction: bool = True,
     annulus_anchor: bool = True,
@@ -103,6 +128,7 @@ def measure_mechanics(
     lk_max_level: int | None = None,
     lk_fb_max_px: float | None = None,
     threads: int | None = None,
+    dis_pairs: TrackingPairs | None = None,
 ) -> Mechanics:
     """Track the landmarks and both LV walls through one beat and measure its mechanics.
 
@@ -161,6 +187,11 @@ def measure_mechanics(
         distance (px) of its start (e.g. 0.15); None (default) skips that check.
     threads : int, optional
         ``"dis"`` only: OpenCV threads for the tracking flow (None: all cores).
+    dis_pairs : TrackingPairs, optional
+        ``"dis"`` only: pairs of the tracking flow already computed
+        (:func:`ttsfast.flow.tracking_pairs` on these ``frames`` and ``flow``, keyed by pair
+        index in ``frames``), e.g. as a stream's frames arrived; used where their box is the
+        points' (:func:`dis_roi`), the others computed. The result is the same.
 
     Returns
     -------
@@ -168,10 +199,10 @@ def measure_mechanics(
     """
     ed, es, ned = _check_inputs(frames, flow, beat, method, n_resample, n_wall)
     opts = TrackOptions.for_method(method, lk_win_size, lk_max_level, lk_fb_max_px=lk_fb_max_px,
-                                   threads=threads, flow_backward=flow_backward)
+                                   threads=threads, flow_backward=flow_backward, dis_pairs=dis_pairs)
     lm = _landmarks(frames, flow, (ed, es, ned), landmarks, mask, to_grid, mirrored)
     lv_len = long_axis(lm.septal_annulus, lm.lateral_annulus, lm.apex)[2]
-    pts0 = _points_at_ed(lm, frames[ed], n_wall, wall_snap_px)
+    pts0 = _points_at_ed(lm, frames.shape[1:], n_wall, wall_snap_px, frames[ed])
     bt = beat_time_base(beat_times, (ed, es, ned), frames.shape[0])
     tr, raw, anchored, track_warnings = _track_beat(  # the study's "lk" is not anchored
         method, frames, flow, pts0, (ed, ned), bt, opts, bool(annulus_anchor) and method != "lk")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._numerics import rescale_to_uint8
 from ..errors import InputError, QualityError
-from ..flow import MIN_ROI_PX, tracking_flow
+from ..flow import MIN_ROI_PX, TrackingPairs, tracking_flow
 from ..tracking import TrackResult, track_lk, track_points
 
 #: Lucas-Kanade refinement of the flow track (method "flow+lk"): window px, pyramid levels, a
@@ -45,6 +45,7 @@ class TrackOptions:
     lk_fb_max_px: float | None = None
     threads: int | None = None
     flow_backward: np.ndarray | None = None
+    dis_pairs: TrackingPairs | None = None  # method "dis": tracking-flow pairs computed ahead
 
     @classmethod
     def for_method(cls, method: str, lk_win_size: int | None, lk_max_level: int | None,
@@ -83,7 +84,8 @@ def _frames_8bit(frames: np.ndarray, ed: int, t_hi: int) -> np.ndarray:
 def track_dis(frames, flow, pts0, ed, t_hi, opt: TrackOptions) -> Tracked:
     """Method ``"dis"``: the tracking flow (DIS) over the beat's pairs, from one frame before ED
     (the sub-frame ED may lie before the integer one), in the box of the points; ``flow`` stays
-    the caller's for the landmarks."""
+    the caller's for the landmarks. The pairs of ``opt.dis_pairs`` computed in that box are
+    taken as they are (the result is the same)."""
     h, w = frames.shape[1:]
     p_lo = max(ed - 1, 0)
     box = tracking_box(pts0, shape=(h, w))
@@ -91,7 +93,7 @@ def track_dis(frames, flow, pts0, ed, t_hi, opt: TrackOptions) -> Tracked:
         raise QualityError(f"the LV box {box} is under {MIN_ROI_PX} px on the {w}x{h} grid: too small for "
                            "the DIS tracker; use method='flow'")
     tflow = tracking_flow(frames, p_lo, t_hi, roi=box, reference=np.asarray(flow[p_lo:t_hi], np.float32),
-                          threads=opt.threads)
+                          threads=opt.threads, known=opt.dis_pairs)
     fbw = None if opt.flow_backward is None else np.ascontiguousarray(opt.flow_backward[p_lo:t_hi])
     tr = track_points(tflow, pts0, t0=ed - p_lo, t1=t_hi - p_lo, flow_backward=fbw)
     tr.t0, tr.method = ed, "dis"
