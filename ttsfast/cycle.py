@@ -182,14 +182,9 @@ def project_signals(flow: np.ndarray, w: np.ndarray, axis: np.ndarray | None,
     wsum = w.sum()
     if not np.isfinite(wsum) or wsum <= 0:
         return [np.zeros(flow.shape[0]) for _ in trims]
-    out = []
-    for tr in trims:
-        if tr == 0.0:
-            out.append(_weighted_projection(flow, w, float(ax[0]), float(ax[1])) / wsum)
-        else:
-            ys, xs = np.nonzero(w)
-            out.append(_trimmed_projection(flow, ys, xs, w[ys, xs], float(ax[0]), float(ax[1]), tr))
-    return out
+    ys, xs = np.nonzero(w)
+    sums = _projections(flow, ys, xs, w[ys, xs], float(ax[0]), float(ax[1]), np.asarray(trims, np.float64))
+    return [sums[i] / wsum if tr == 0.0 else sums[i] for i, tr in enumerate(trims)]
 
 
 @njit(cache=True, nogil=True)
@@ -205,41 +200,35 @@ def _mean_speed(f: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _weighted_projection(f: np.ndarray, wgt: np.ndarray, ax0: float, ax1: float) -> np.ndarray:  # pragma: no cover
-    """sum over pixels of wgt * (flow . axis), per frame pair: -> float64 [T]."""
-    n, h, w = f.shape[0], f.shape[1], f.shape[2]
-    out = np.zeros(n)
-    for t in range(n):
-        acc = 0.0
-        for y in range(h):
-            for x in range(w):
-                if wgt[y, x] != 0.0:
-                    acc += wgt[y, x] * (f[t, y, x, 0] * ax0 + f[t, y, x, 1] * ax1)
-        out[t] = acc
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _trimmed_projection(f: np.ndarray, ys: np.ndarray, xs: np.ndarray, wgt: np.ndarray,
-                        ax0: float, ax1: float, trim: float) -> np.ndarray:  # pragma: no cover
-    """Per frame pair, the ``wgt``-weighted mean of (flow . axis) over the pixels (ys, xs) whose
-    value lies between that frame's ``trim`` and ``1 - trim`` quantiles: -> float64 [T]."""
+def _projections(f: np.ndarray, ys: np.ndarray, xs: np.ndarray, wgt: np.ndarray, ax0: float, ax1: float,
+                 trims: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """Per frame pair, the projections ``v = flow . axis`` of the pixels (ys, xs) (row-major
+    order, weights ``wgt``), read once for all ``trims``: for a trim of 0 the weighted sum of v
+    (the caller divides it by the sum of all weights); otherwise the ``wgt``-weighted mean of the
+    v between that frame's ``trim`` and ``1 - trim`` quantiles: -> float64 ``[len(trims), T]``."""
     n, m = f.shape[0], ys.size
-    k = min(int(trim * m), (m - 1) // 2)
-    out = np.zeros(n)
+    out = np.zeros((trims.size, n))
     vals = np.empty(m)
     for t in range(n):
         for j in range(m):
             vals[j] = f[t, ys[j], xs[j], 0] * ax0 + f[t, ys[j], xs[j], 1] * ax1
-        srt = np.partition(vals, (k, m - 1 - k))
-        lo, hi = srt[k], srt[m - 1 - k]
-        acc = 0.0
-        wacc = 0.0
-        for j in range(m):
-            if lo <= vals[j] <= hi:
-                acc += wgt[j] * vals[j]
-                wacc += wgt[j]
-        out[t] = acc / wacc if wacc > 0 else 0.0
+        for i in range(trims.size):
+            if trims[i] == 0.0:
+                acc = 0.0
+                for j in range(m):
+                    acc += wgt[j] * vals[j]
+                out[i, t] = acc
+                continue
+            k = min(int(trims[i] * m), (m - 1) // 2)
+            srt = np.partition(vals, (k, m - 1 - k))
+            lo, hi = srt[k], srt[m - 1 - k]
+            acc = 0.0
+            wacc = 0.0
+            for j in range(m):
+                if lo <= vals[j] <= hi:
+                    acc += wgt[j] * vals[j]
+                    wacc += wgt[j]
+            out[i, t] = acc / wacc if wacc > 0 else 0.0
     return out
 
 
