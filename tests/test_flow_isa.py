@@ -127,3 +127,13 @@ def test_env_variable_values(monkeypatch):
     else:
         with pytest.raises(RuntimeError, match="no AVX2 copy"):
             native.flow_isa()
+
+
+def test_bad_env_value_is_an_input_error_of_dense_flow(monkeypatch):
+    from ttsfast.errors import InputError
+    from ttsfast.flow import dense_flow
+
+    monkeypatch.setenv("TTSFAST_FLOW_ISA", "sse9")
+    frames = np.zeros((3, 32, 32), np.uint8)
+    with pytest.raises(InputError, match="TTSFAST_FLOW_ISA"):
+        dense_flow(frames)

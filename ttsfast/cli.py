@@ -32,6 +32,10 @@ def collect_info() -> dict:
     from ._nativelib import native
 
     info["native"] = dict(native.build_info())
+    try:  # the copy of the flow kernels this CPU runs (TTSFAST_FLOW_ISA=baseline forces the baseline)
+        info["flow_kernels"] = native.flow_isa()
+    except Exception as exc:  # noqa: BLE001 - a bad TTSFAST_FLOW_ISA: report, never crash `info`
+        info["flow_kernels"] = f"unavailable ({exc})"
     for mod in ("cv2", "numba", "onnx", "onnxruntime", "torch", "pydicom"):
         try:
             m = __import__(mod)
