@@ -16,7 +16,6 @@ Run: ``pytest bench/bench_analyze.py -s``.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 import time
@@ -25,6 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+
+from _shared_data import real_clip_path
 
 QUICK = os.environ.get("TTSFAST_BENCH_QUICK", "") not in ("", "0")
 REPEATS = 7 if QUICK else 9
@@ -41,15 +42,6 @@ MAX_GE_DECODE_RATIO = 6.0
 #: iterations, poly_n, poly_sigma, flags): the same flow analyze() computes.
 FARNEBACK_ARGS = (0.5, 3, 21, 3, 5, 1.1, 0)
 GRID = (256, 352)
-
-
-def _real_clip_path(name: str) -> Path:
-    """tests/conftest.py's real_clip_path (skip, or fail under TTSFAST_REQUIRE_SHARED=1)."""
-    spec = importlib.util.spec_from_file_location(
-        "_ttsfast_tests_conftest", Path(__file__).resolve().parents[1] / "tests" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.real_clip_path(name)
 
 
 def _true_landmarks(gt: Any, frame: int = 0) -> dict[str, list[float]]:
@@ -113,7 +105,7 @@ def decode_resize_farneback(decode: Callable[[Path], list[np.ndarray]], path: Pa
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory) -> dict[str, dict[str, Any]]:
-    out = {"ge_real": dict(path=_real_clip_path("ctrl_a4c_ge_55hz.mp4"), fps=55.0, single_beat=None,
+    out = {"ge_real": dict(path=real_clip_path("ctrl_a4c_ge_55hz.mp4"), fps=55.0, single_beat=None,
                            landmarks=None, duration_s=110 / 55.0)}
     from ttsfast.demo import demo_clip_path
 

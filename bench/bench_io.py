@@ -6,14 +6,13 @@ ratio of CPU-time medians).
 """
 from __future__ import annotations
 
-import importlib.util
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from _shared_data import real_clip_path
 from ttsfast import preprocess, read_clip
 
 CLIP = "ctrl_a4c_ge_55hz.mp4"
@@ -40,18 +39,9 @@ def read_and_preprocess(path):
     return preprocess(read_clip(path, fps=55))
 
 
-def _real_clip_path(name: str) -> Path:
-    """tests/conftest.py's real_clip_path (skip, or fail under TTSFAST_REQUIRE_SHARED=1)."""
-    spec = importlib.util.spec_from_file_location(
-        "_ttsfast_tests_conftest", Path(__file__).resolve().parents[1] / "tests" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.real_clip_path(name)
-
-
 @pytest.fixture
 def ge_path():
-    return _real_clip_path(CLIP)
+    return real_clip_path(CLIP)
 
 
 def test_bench_opencv_decode_alone(benchmark, ge_path):
