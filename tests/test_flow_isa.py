@@ -74,7 +74,9 @@ def runs(tmp_path_factory):
         if isa:
             env["TTSFAST_FLOW_ISA"] = isa
         out = tmp / f"{name}.npz"
-        p = subprocess.run([sys.executable, "-c", _RUN, str(inp), str(out)], env=env,
+        # cwd: not the repository root, whose source tree (without the built extension)
+        # "python -c" would import instead of the installed package
+        p = subprocess.run([sys.executable, "-c", _RUN, str(inp), str(out)], env=env, cwd=tmp,
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-3000:]
         info = json.loads(p.stdout.strip().splitlines()[-1])

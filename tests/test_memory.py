@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -24,16 +25,17 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _run(mode: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, timeout=120)
+def _run(mode: str, cwd: Path) -> list[str]:
+    # cwd: not the repository root, whose source tree "python -c" would import
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, timeout=120, cwd=cwd)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.split()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
-def test_second_allocation_reuses_the_first():
-    plain = _run("plain")
-    reuse = _run("reuse")
+def test_second_allocation_reuses_the_first(tmp_path):
+    plain = _run("plain", tmp_path)
+    reuse = _run("reuse", tmp_path)
     assert reuse[0] == "True"
     # without: every 200 MB allocation is a fresh mapping, faulted in again (hundreds of faults
     # with huge pages, ~51,000 without); with: the freed block is reused, nothing to fault in
