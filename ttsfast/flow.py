@@ -334,9 +334,9 @@ def _dis_pair(dis: Any, prev: np.ndarray, nxt: np.ndarray, box: np.ndarray, gate
     if gate is None:
         box[...] = d
         return
-    dev = np.hypot(d[..., 0] - box[..., 0], d[..., 1] - box[..., 1])
-    near = dev <= gate  # NaN in the reference: keep the reference (the tracker reports it)
-    box[near] = d[near]
+    diff = d - box
+    near = np.hypot(diff[..., 0], diff[..., 1]) <= gate  # NaN in the reference: keep the reference
+    np.copyto(box, d, where=near[..., None])
 
 
 def tracking_flow(
@@ -451,12 +451,12 @@ def tracking_pairs(frames: np.ndarray, roi: tuple[int, int, int, int], *, refere
 
     Parameters
     ----------
-    frames : uint8 ndarray [T, H, W]
+    frames : uint8 ndarray [T, H, W], or a sequence of T uint8 [H, W] frames
         Grey frames (uint8: float frames are rescaled over the call's clip, so pairs computed on
-        a part of a clip would not be the whole clip's).
+        a part of a clip would not be the whole clip's); only the box of each is copied.
     roi : (x0, y0, x1, y1)
         Box in px, as for :func:`tracking_flow`.
-    reference : float ndarray [T - 1, H, W, 2], optional
+    reference : float ndarray [T - 1, H, W, 2], or a sequence of T - 1 [H, W, 2], optional
         The reference flow of the pairs, as for :func:`tracking_flow`.
     first : int
         Key of the pair ``frames[0] -> frames[1]`` (e.g. its frame number in a stream).
@@ -468,16 +468,21 @@ def tracking_pairs(frames: np.ndarray, roi: tuple[int, int, int, int], *, refere
     TrackingPairs
         ``roi`` clipped, and pair ``first + k`` -> float32 ``[y1 - y0, x1 - x0, 2]`` (a copy).
     """
-    arr = _as_frames(frames)
-    n, h, w = arr.shape
-    if arr.dtype != np.uint8:
-        raise InputError(f"tracking_pairs needs uint8 frames, got {arr.dtype}")
-    if reference is not None and (not isinstance(reference, np.ndarray) or reference.shape != (n - 1, h, w, 2)):
-        raise InputError(f"reference must be a flow array {(n - 1, h, w, 2)}, got "
-                         f"{getattr(reference, 'shape', type(reference).__name__)}")
+    seq = [np.asarray(f) for f in frames]
+    n = len(seq)
+    shape = seq[0].shape if n else None
+    if n < 2 or len(shape) != 2 or any(f.shape != shape or f.dtype != np.uint8 for f in seq):
+        raise InputError("tracking_pairs needs 2 or more uint8 [H, W] frames of one size, got "
+                         f"{n} frame(s) of {sorted({(f.shape, str(f.dtype)) for f in seq})}")
+    h, w = shape
+    refs = None if reference is None else [np.asarray(r) for r in reference]
+    if refs is not None and (len(refs) != n - 1 or any(r.shape != (h, w, 2) for r in refs)):
+        raise InputError(f"reference must be {n - 1} flow fields [{h}, {w}, 2], got "
+                         f"{sorted({r.shape for r in refs})} x {len(refs)}")
     box = _clip_roi(roi, w, h)
     x0, y0, x1, y1 = box
     # DIS sees only the box's pixels either way: computed on the crops, without whole-frame copies
-    out = tracking_flow(arr[:, y0:y1, x0:x1], reference=None if reference is None else reference[:, y0:y1, x0:x1],
-                        threads=threads)
+    crops = np.stack([f[y0:y1, x0:x1] for f in seq])
+    ref = None if refs is None else np.stack([r[y0:y1, x0:x1] for r in refs]).astype(np.float32, copy=False)
+    out = tracking_flow(crops, reference=ref, threads=threads)
     return TrackingPairs(box, {first + k: out[k].copy() for k in range(out.shape[0])})

@@ -482,8 +482,8 @@ class _Stream:
         from .flow import tracking_pairs
 
         k = a - self.first
-        frames = np.stack([self.grid_frames[i] for i in range(k, k + b - a + 1)])
-        ref = np.stack([self.flow[i] for i in range(k, k + b - a)])
+        frames = [self.grid_frames[i] for i in range(k, k + b - a + 1)]
+        ref = [self.flow[i] for i in range(k, k + b - a)]
         self.ahead.add(tracking_pairs(frames, roi, reference=ref, first=a, threads=self.o.options["threads"]))
         self.o.stats["ahead_pairs"] += b - a
 
