@@ -73,17 +73,26 @@ def _resize_plane(x: np.ndarray, h: int, w: int, out: np.ndarray) -> None:
     cv2.resize(np.ascontiguousarray(x, dtype=np.float32), (w, h), dst=out, interpolation=interp)
 
 
+def _finite_flow(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 (contiguous); InputError when any value is NaN or infinite there."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise InputError("flow_beat contains NaN or infinite values; recompute the flow")
+    return x
+
+
 def _resize_planes(fr: np.ndarray, fl: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grey ``fr [T, h0, w0]`` and flow ``fl [T or T-1, h0, w0, 2]`` resized to ``[T, h, w]`` each
     (grey, dx, dy), plane by plane (the last flow step repeated when there are T-1): the values of
-    :func:`_resize_stack` on the whole stacks, without their full-size float copies."""
+    :func:`_resize_stack` on the whole stacks, without their full-size float copies. InputError
+    for a non-finite flow value (:func:`_finite_flow`)."""
     t_in = fr.shape[0]
     g, dx, dy = (np.empty((t_in, h, w), np.float32) for _ in range(3))
     for i in range(t_in):
         _resize_plane(fr[i], h, w, g[i])
         if i < fl.shape[0]:
-            _resize_plane(fl[i, ..., 0], h, w, dx[i])
-            _resize_plane(fl[i, ..., 1], h, w, dy[i])
+            _resize_plane(_finite_flow(fl[i, ..., 0]), h, w, dx[i])
+            _resize_plane(_finite_flow(fl[i, ..., 1]), h, w, dy[i])
         else:
             dx[i], dy[i] = dx[i - 1], dy[i - 1]
     return g, dx, dy
@@ -92,9 +101,10 @@ def _resize_planes(fr: np.ndarray, fl: np.ndarray, h: int, w: int) -> tuple[np.n
 def _resample_and_resize(fr: np.ndarray, fl: np.ndarray, t: int, h: int,
                          w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grey and flow of a beat of ``T_in != t`` frames resampled linearly to ``t`` (flow vectors
-    rescaled to the new frame step) and resized to ``[t, h, w]`` each (grey, dx, dy)."""
+    rescaled to the new frame step) and resized to ``[t, h, w]`` each (grey, dx, dy); InputError
+    for a non-finite flow value (:func:`_finite_flow`)."""
     t_in = fr.shape[0]
-    fl = fl.astype(np.float32, copy=False)
+    fl = _finite_flow(fl)
     if fl.shape[0] == t_in - 1:
         fl = np.concatenate([fl, fl[-1:]], axis=0)
     g = _resample_time(fr.astype(np.float32), t)
@@ -159,8 +169,6 @@ def make_inputs(frames_beat: np.ndarray, flow_beat: np.ndarray, mask: np.ndarray
         g, dx, dy = _resize_planes(fr, fl, h, w)
     else:
         g, dx, dy = _resample_and_resize(fr, fl, t, h, w)
-    if not (np.isfinite(dx).all() and np.isfinite(dy).all()):
-        raise InputError("flow_beat contains NaN or infinite values; recompute the flow")
     sx, sy = w / w0, h / h0
     dx *= np.float32(sx)
     dy *= np.float32(sy)
