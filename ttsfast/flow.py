@@ -444,8 +444,9 @@ def tracking_flow(
     return out
 
 
-def tracking_pairs(frames: np.ndarray, roi: tuple[int, int, int, int], *, reference: np.ndarray | None = None,
-                   first: int = 0, threads: int | None = None) -> TrackingPairs:
+def tracking_pairs(frames: np.ndarray | Sequence[np.ndarray], roi: tuple[int, int, int, int], *,
+                   reference: np.ndarray | Sequence[np.ndarray] | None = None, first: int = 0,
+                   threads: int | None = None) -> TrackingPairs:
     """:func:`tracking_flow` of every pair of ``frames`` (default parameters), kept inside
     ``roi`` only: to compute pairs ahead and hand them to a later call as ``known``.
 
