@@ -56,22 +56,29 @@ inline void parallel_bands(std::ptrdiff_t n, int threads,
 // Run fn(worker, begin, end) over [0, n) on at most `threads` workers that take contiguous
 // segments on demand, of decreasing size max(min_chunk, remaining / (2 * threads)) (guided
 // scheduling; one worker takes everything at once), so that a thread slowed down by other
-// load does not hold the others up at the end.  After an exception no segment is handed
-// out any more, and the first one (by worker) is rethrown.
+// load does not hold the others up at the end.  A range too short for that to balance
+// (n <= 4 * threads * min_chunk: e.g. 8 items on 2 threads would go 3 + 3 + 2, one worker
+// doing 5) is cut into `threads` equal segments instead, one per worker.  After an exception
+// no segment is handed out any more, and the first one (by worker) is rethrown.
 inline void parallel_guided(std::ptrdiff_t n, int threads, std::ptrdiff_t min_chunk,
                             const std::function<void(int, std::ptrdiff_t, std::ptrdiff_t)>& fn) {
     if (n <= 0) return;
     const int t = std::max(1, std::min<int>(threads, static_cast<int>(n)));
     min_chunk = std::max<std::ptrdiff_t>(1, min_chunk);
+    const bool equal = n <= 4 * t * min_chunk;
     std::mutex mu;
     std::ptrdiff_t next = 0;
+    int handed = 0;
     bool failed = false;
     auto grab = [&](std::ptrdiff_t& b, std::ptrdiff_t& e) {
         std::lock_guard<std::mutex> lk(mu);
         const std::ptrdiff_t rem = n - next;
         if (rem <= 0 || failed) return false;
         const std::ptrdiff_t sz =
-            t == 1 ? rem : std::min(rem, std::max(min_chunk, rem / (2 * t)));
+            t == 1 ? rem
+            : equal ? rem / (t - handed)  // the remaining items over the workers still to start
+                    : std::min(rem, std::max(min_chunk, rem / (2 * t)));
+        ++handed;
         b = next;
         e = next + sz;
         next = e;

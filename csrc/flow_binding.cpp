@@ -4,8 +4,10 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "flow_internal.hpp"
 
@@ -105,6 +107,30 @@ Job validated_job(const py::array& frames, const Params& p, const py::object& ma
     return job;
 }
 
+// Working memory kept between calls on frames of one size, mask and parameters (a stream's
+// chunks): the per-thread workspaces and the key they were laid out for.  One call at a time
+// uses them; a call that finds them in use makes fresh ones.
+struct FlowBuffers {
+    std::mutex mu;
+    std::vector<double> key;
+    std::vector<ttsfast::flow::Workspace> ws;
+};
+
+// The workspaces of `fb` for `job` (emptied first when laid out for another key), with `lk`
+// holding them; null when there is no `fb` or another call holds it.
+std::vector<ttsfast::flow::Workspace>* kept_workspaces(FlowBuffers* fb, const Job& job,
+                                                       std::unique_lock<std::mutex>& lk) {
+    if (!fb) return nullptr;
+    lk = std::unique_lock<std::mutex>(fb->mu, std::try_to_lock);
+    if (!lk.owns_lock()) return nullptr;
+    std::vector<double> key = ttsfast::flow::workspace_key(job);
+    if (key != fb->key) {
+        fb->ws.clear();
+        fb->key = std::move(key);
+    }
+    return &fb->ws;
+}
+
 py::dict profile_dict(const Job& job, const ttsfast::flow::RunStats& st) {
     py::dict prof;
     for (int s = 0; s < ttsfast::flow::kNumSteps; ++s) prof[ttsfast::flow::kStepNames[s]] = st.t[s];
@@ -117,7 +143,14 @@ py::dict profile_dict(const Job& job, const ttsfast::flow::RunStats& st) {
 py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int levels,
                                 int winsize, int iterations, int poly_n, double poly_sigma,
                                 bool gaussian, const py::object& mask_obj, int threads,
-                                bool profile, bool skip_blank, int edge_margin) {
+                                bool profile, bool skip_blank, int edge_margin,
+                                const py::object& buffers) {
+    FlowBuffers* fb = nullptr;
+    if (!buffers.is_none()) {
+        if (!py::isinstance<FlowBuffers>(buffers))
+            throw py::value_error("buffers must be a FlowBuffers or None");
+        fb = buffers.cast<FlowBuffers*>();
+    }
     py::array mask_arr;
     Job job = validated_job(
         frames, Params{pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian},
@@ -129,7 +162,8 @@ py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int l
     {
         py::gil_scoped_release rel;
         ttsfast::flow::prepare_job(job, skip_blank, edge_margin);
-        st = ttsfast::flow::compute_flow(job, threads, profile);
+        std::unique_lock<std::mutex> lk;
+        st = ttsfast::flow::compute_flow(job, threads, profile, kept_workspaces(fb, job, lk));
     }
     if (!profile) return std::move(out);
     return py::make_tuple(out, profile_dict(job, st));
@@ -147,14 +181,18 @@ py::list farneback_levels(int H, int W, double pyr_scale, int levels) {
 }  // namespace
 
 void register_flow(py::module_& m) {
+    py::class_<FlowBuffers>(m, "FlowBuffers",
+                            "Working memory of dense_flow_farneback kept between calls (buffers=).")
+        .def(py::init<>());
     m.def("dense_flow_farneback", &dense_flow_farneback, py::arg("frames"),
           py::arg("pyr_scale"), py::arg("levels"), py::arg("winsize"), py::arg("iterations"),
           py::arg("poly_n"), py::arg("poly_sigma"), py::arg("gaussian"),
           py::arg("mask") = py::none(), py::arg("threads") = 0, py::arg("profile") = false,
-          py::arg("skip_blank") = true, py::arg("edge_margin") = 0,
+          py::arg("skip_blank") = true, py::arg("edge_margin") = 0, py::arg("buffers") = py::none(),
           "Farneback dense flow of every consecutive pair of a uint8/float32 [T,H,W] clip; "
           "returns float32 [T-1,H,W,2] (dx, dy) px/frame, or (flow, step timings) when "
-          "profile=True.");
+          "profile=True. buffers: a FlowBuffers whose working memory the call uses and keeps "
+          "(same flow; for repeated calls on frames of one size and mask).");
     m.def("flow_isa", [] { return std::string(ttsfast::flow::flow_kernels().isa); },
           "Copy of the flow kernels dense_flow_farneback runs now: 'avx2' (built for x86 with "
           "GCC/Clang, CPU with AVX2) or 'baseline'; TTSFAST_FLOW_ISA=baseline forces the "

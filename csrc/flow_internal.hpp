@@ -202,12 +202,20 @@ void prepare_job(Job& job, bool skip_blank, int edge_margin);
 // Fraction of the finest level the spans cover (1 without spans).
 double computed_fraction(const Job& job);
 
+// Everything the workspaces' layout depends on: the size, the parameters, the levels and
+// the spans.  Workspaces may serve another job with an equal key and give the same flow (the
+// buffers then hold, outside the spans, the zeros they were allocated with, as between the
+// segments of one job); with another key they must be made afresh.
+std::vector<double> workspace_key(const Job& job);
+
 // flow_schedule.cpp: all pairs of the clip on up to `threads` threads (0: all cores).
 struct RunStats {
     double t[kNumSteps] = {};  // step timings summed over threads (profile only)
     int threads = 1;
 };
-RunStats compute_flow(const Job& job, int threads, bool profile);
+// `keep`: workspaces kept by the caller for jobs of one key (see workspace_key), used and
+// grown to the threads needed; null: fresh ones for this call.
+RunStats compute_flow(const Job& job, int threads, bool profile, std::vector<Workspace>* keep = nullptr);
 
 }  // namespace flow
 }  // namespace ttsfast

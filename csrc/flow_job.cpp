@@ -275,6 +275,22 @@ void prepare_job(Job& job, bool skip_blank, int edge_margin) {
     }
 }
 
+std::vector<double> workspace_key(const Job& job) {
+    const Params& p = job.p;
+    std::vector<double> k = {static_cast<double>(job.W), static_cast<double>(job.H), p.pyr_scale,
+                             static_cast<double>(p.levels), static_cast<double>(p.winsize),
+                             static_cast<double>(p.iterations), static_cast<double>(p.poly_n),
+                             p.poly_sigma, p.gaussian ? 1. : 0., static_cast<double>(job.levels.size()),
+                             static_cast<double>(job.spans.size())};
+    for (const Span& s : job.spans) {
+        k.push_back(s.y0);
+        k.push_back(s.y1);
+        k.insert(k.end(), s.x0.begin(), s.x0.end());
+        k.insert(k.end(), s.x1.begin(), s.x1.end());
+    }
+    return k;
+}
+
 double computed_fraction(const Job& job) {
     if (job.spans.empty()) return 1.0;
     const Span& s0 = job.spans[0];

@@ -34,12 +34,17 @@ void run_segment(const Kernels& k, const Job& job, int p0, int p1, Workspace& w)
 
 }  // namespace
 
-RunStats compute_flow(const Job& job, int threads, bool profile) {
+RunStats compute_flow(const Job& job, int threads, bool profile, std::vector<Workspace>* keep) {
     const Kernels& kern = *flow_kernels().kernels;
     const int npairs = job.T - 1;
     const int nt = std::max(1, std::min(resolve_threads(threads), npairs));
-    std::vector<Workspace> ws(nt);
-    for (auto& w : ws) w.tm.on = profile;
+    std::vector<Workspace> fresh;
+    std::vector<Workspace>& ws = keep ? *keep : fresh;
+    if (static_cast<int>(ws.size()) < nt) ws.resize(nt);
+    for (auto& w : ws) {
+        w.tm = Timers{};
+        w.tm.on = profile;
+    }
     parallel_guided(npairs, nt, 3, [&](int i, std::ptrdiff_t p0, std::ptrdiff_t p1) {
         run_segment(kern, job, static_cast<int>(p0), static_cast<int>(p1), ws[i]);
     });

@@ -365,6 +365,52 @@ def test_threads_give_identical_results(phantom):
     np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("pairs", [1, 2, 3, 5, 8, 9, 24, 25])
+def test_threads_identical_on_short_clips(phantom, pairs):
+    """Short clips (a stream's chunks: the pairs cut into equal shares, one per thread, up to
+    4 * threads * 3 pairs; guided beyond) give the flow of one thread for every thread count."""
+    frames, _, _ = phantom
+    clip = np.concatenate([frames] * (pairs // (frames.shape[0] - 1) + 1))[:pairs + 1]
+    a = dense_flow(clip, threads=1)
+    for t in (2, 3, 4):
+        np.testing.assert_array_equal(dense_flow(clip, threads=t), a)
+
+
+def test_flow_buffers_give_the_same_flow():
+    """Working memory kept between calls (FlowBuffers): the flow of each call equals a call in
+    fresh memory, through changes of mask, size and parameters (the buffers are laid out again)
+    and back; two threads sharing one FlowBuffers each get their own flow."""
+    import threading
+
+    from ttsfast.flow import FlowBuffers
+
+    frames, _, _ = speckle_phantom(T=10, seed=5)
+    yy, xx = np.mgrid[0:256, 0:352]
+    sector = np.hypot(yy - 10, xx - 176) < 230
+    small = np.hypot(yy - 10, xx - 176) < 150
+    buf = FlowBuffers()
+    calls = [(frames[:9], dict(mask=sector)), (frames[1:10], dict(mask=sector)), (frames[:4], dict(mask=small)),
+             (frames[:5], dict(mask=sector, threads=3)), (frames[:6, :200, :300], dict()),
+             (frames[:5], dict(mask=sector, levels=1, winsize=15)), (frames[:9], dict(mask=sector))]
+    for f, kw in calls:
+        np.testing.assert_array_equal(dense_flow(f, buffers=buf, **kw), dense_flow(f, **kw))
+    out: dict[int, np.ndarray] = {}
+
+    def run(i: int) -> None:
+        for _ in range(3):
+            out[i] = dense_flow(frames[i:i + 6], mask=sector, buffers=buf, threads=1)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for i in range(2):
+        np.testing.assert_array_equal(out[i], dense_flow(frames[i:i + 6], mask=sector))
+    with pytest.raises(InputError, match="buffers"):
+        dense_flow(frames[:3], buffers=object())
+
+
 def test_list_input_and_two_frames(phantom):
     frames, _, _ = phantom
     a = dense_flow([frames[0], frames[1]])
@@ -518,6 +564,59 @@ def test_tracking_flow_gate_box_and_range():
     # float frames: rescaled, same flow as the uint8 frames they came from
     np.testing.assert_allclose(tracking_flow(frames.astype(np.float32) / 255.0, 0, 1), tracking_flow(frames, 0, 1),
                                atol=1e-4)
+
+
+def test_hold_pairs_equals_the_held_tracking_flow():
+    """The DIS search without a reference, held afterwards (hold_pairs), is exactly the pairs
+    searched with it; errors name what is missing."""
+    from ttsfast.flow import TrackingPairs, hold_pairs, tracking_pairs
+
+    frames, _, _ = speckle_phantom(T=6, seed=4)
+    ref = dense_flow(frames)
+    ref[1, 60:70, 80:90] = np.nan  # NaN in the reference: the reference is kept there
+    roi = (40, 30, 330, 250)
+    held = tracking_pairs(frames, roi, reference=ref, first=7)
+    raw = tracking_pairs(frames, roi, first=7)
+    late = hold_pairs(raw, {7 + k: ref[k] for k in range(5)})
+    assert late.roi == held.roi and sorted(late.pairs) == sorted(held.pairs) == list(range(7, 12))
+    for s in held.pairs:
+        np.testing.assert_array_equal(late.pairs[s], held.pairs[s])
+        assert late.pairs[s].dtype == np.float32
+    assert not np.array_equal(raw.pairs[8], held.pairs[8])  # the gate did something
+    with pytest.raises(InputError, match="pair 11"):
+        hold_pairs(raw, {7 + k: ref[k] for k in range(4)})
+    with pytest.raises(InputError, match="box"):
+        hold_pairs(raw, {7 + k: ref[k, :100] for k in range(5)})
+    with pytest.raises(InputError, match="max_deviation_px"):
+        hold_pairs(TrackingPairs(roi, {}), {}, max_deviation_px=0)
+
+
+def test_overlapping_opencv_thread_settings_restore_the_process_count():
+    """tracking_flow calls that overlap on two threads with different thread counts leave
+    OpenCV's process-wide count as it was (each restoring its own saved value would not)."""
+    import threading
+
+    from ttsfast.flow import tracking_flow
+
+    frames, _, _ = speckle_phantom(T=12, seed=2)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        start = threading.Barrier(2)
+
+        def run(n: int) -> None:
+            start.wait()
+            for k in range(4):
+                tracking_flow(frames, k, k + 4, threads=n)
+
+        workers = [threading.Thread(target=run, args=(n,)) for n in (1, 2)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
 
 
 @pytest.mark.parametrize("kw,match", [

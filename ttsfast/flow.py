@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,8 @@ import numpy as np
 from ._numerics import rescale_to_uint8
 from .errors import InputError
 
-__all__ = ["dense_flow", "tracking_flow", "DEFAULT_FLOW_PARAMS", "STUDY_FLOW_PARAMS", "TRACKING_FLOW_PARAMS",
-           "EDGE_MARGIN", "MIN_ROI_PX"]
+__all__ = ["dense_flow", "FlowBuffers", "tracking_flow", "tracking_pairs", "hold_pairs", "TrackingPairs",
+           "DEFAULT_FLOW_PARAMS", "STUDY_FLOW_PARAMS", "TRACKING_FLOW_PARAMS", "EDGE_MARGIN", "MIN_ROI_PX"]
 
 #: Parameters of the original study (OpenCV Farneback in the research code).
 STUDY_FLOW_PARAMS: dict[str, Any] = dict(
@@ -134,6 +135,23 @@ def _resolve_threads(threads: Any) -> int:
     return _check_int("threads", threads, 1, 1024)
 
 
+class FlowBuffers:
+    """Working memory of :func:`dense_flow` (native backend) kept from one call to the next.
+
+    A stream computes its flow a few frames at a time; each call would otherwise lay out its
+    per-thread buffers (tens of MB at 256x352) in fresh memory, which the kernel must zero page
+    by page. Passed as ``buffers=`` to calls on frames of one size, with one mask and the same
+    parameters, the buffers are laid out once and reused; the flow is the same as without.
+    A call with another size, mask or parameters lays them out again. One call at a time uses
+    them (a call that finds them in use works in fresh memory). Freed with the object.
+    """
+
+    def __init__(self) -> None:
+        from ._nativelib import native
+
+        self._native = native.FlowBuffers()
+
+
 def dense_flow(
     frames: np.ndarray | Sequence[np.ndarray],
     *,
@@ -148,6 +166,7 @@ def dense_flow(
     threads: int | None = None,
     backend: str = "native",
     edge_margin: int | None = None,
+    buffers: FlowBuffers | None = None,
 ) -> np.ndarray:
     """Dense optical flow from each frame to the next (Farneback).
 
@@ -183,6 +202,9 @@ def dense_flow(
         not hold back the tissue beside it. None: :data:`EDGE_MARGIN` for the native backend,
         0 for OpenCV (which cannot do otherwise); 0 reproduces OpenCV exactly. No effect
         without a mask (the image border keeps OpenCV's own handling).
+    buffers : FlowBuffers, optional
+        Working memory to use and keep for the next call (native backend; a stream's
+        chunks): the same flow, without laying out fresh memory each call.
 
     Returns
     -------
@@ -220,12 +242,15 @@ def dense_flow(
     nt = _resolve_threads(threads)
     em = (EDGE_MARGIN if backend == "native" else 0) if edge_margin is None else _check_int(
         "edge_margin", edge_margin, 0, 64)
+    if buffers is not None and not isinstance(buffers, FlowBuffers):
+        raise InputError(f"buffers must be a ttsfast.flow.FlowBuffers or None, got {type(buffers).__name__}")
     if backend == "native":
         from ._nativelib import native
 
         try:
             return native.dense_flow_farneback(arr, ps, lv, ws, it, pn, sg, bool(gaussian), m, nt,
-                                               edge_margin=em)
+                                               edge_margin=em,
+                                               buffers=None if buffers is None else buffers._native)
         except ValueError as exc:  # validation in C++ (should be caught above already)
             raise InputError(str(exc)) from exc
     if backend == "opencv":
@@ -236,6 +261,41 @@ def dense_flow(
     raise InputError(f"backend must be 'native' or 'opencv', got {backend!r}")
 
 
+class _OpenCVThreads:
+    """``with _OpenCVThreads(n):`` runs its block with ``cv2.setNumThreads(n)`` and restores the
+    count the process had before. OpenCV's count is process-wide: calls that overlap on several
+    threads (a live stream's workers) share one save, made by the first to enter and restored
+    by the last to leave (while they overlap, the last count set holds), so that they cannot
+    restore each other's values and leave the process changed."""
+
+    _lock = threading.Lock()
+    _inside = 0
+    _saved = 0
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __enter__(self) -> "_OpenCVThreads":
+        import cv2
+
+        cls = type(self)
+        with cls._lock:
+            if cls._inside == 0:
+                cls._saved = cv2.getNumThreads()
+            cls._inside += 1
+            cv2.setNumThreads(self.n)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import cv2
+
+        cls = type(self)
+        with cls._lock:
+            cls._inside -= 1
+            if cls._inside == 0:
+                cv2.setNumThreads(cls._saved)
+
+
 def _opencv_flow(arr: np.ndarray, ps: float, lv: int, ws: int, it: int, pn: int, sg: float,
                  gaussian: bool, mask: np.ndarray | None, threads: int) -> np.ndarray:
     """cv2.calcOpticalFlowFarneback pair by pair with the same parameters."""
@@ -244,13 +304,9 @@ def _opencv_flow(arr: np.ndarray, ps: float, lv: int, ws: int, it: int, pn: int,
     flags = cv2.OPTFLOW_FARNEBACK_GAUSSIAN if gaussian else 0
     t, h, w = arr.shape
     out = np.empty((t - 1, h, w, 2), np.float32)
-    old = cv2.getNumThreads()
-    cv2.setNumThreads(threads)
-    try:
+    with _OpenCVThreads(threads):
         for i in range(t - 1):
             out[i] = cv2.calcOpticalFlowFarneback(arr[i], arr[i + 1], None, ps, lv, ws, it, pn, sg, flags)
-    finally:
-        cv2.setNumThreads(old)
     if mask is not None:
         out[:, ~mask] = 0.0
     return out
@@ -334,6 +390,12 @@ def _dis_pair(dis: Any, prev: np.ndarray, nxt: np.ndarray, box: np.ndarray, gate
     if gate is None:
         box[...] = d
         return
+    _hold(box, d, gate)
+
+
+def _hold(box: np.ndarray, d: np.ndarray, gate: float) -> None:
+    """Write the DIS flow ``d`` into ``box`` (float32 ``[h, w, 2]``, holding the reference)
+    where it lies within ``gate`` px of the reference; the reference stays elsewhere."""
     diff = d - box
     near = np.hypot(diff[..., 0], diff[..., 1]) <= gate  # NaN in the reference: keep the reference
     np.copyto(box, d, where=near[..., None])
@@ -404,8 +466,6 @@ def tracking_flow(
     InputError
         Malformed frames, frame range, box, known pairs or parameters.
     """
-    import cv2
-
     arr = _as_frames(frames)
     n, h, w = arr.shape
     t0 = _check_int("t0", t0, 0, n - 2)
@@ -430,17 +490,13 @@ def tracking_flow(
         out = np.zeros((t1 - t0, h, w, 2), np.float32)
     else:  # the reference everywhere, DIS where it stays within the gate of it
         out = np.array(reference, dtype=np.float32, copy=True)
-    old = cv2.getNumThreads()
-    cv2.setNumThreads(nt)
-    try:
+    with _OpenCVThreads(nt):
         for t in range(t0, t1):
             box = out[t - t0, y0:y1, x0:x1]
             if t in done:
                 box[...] = done[t]
             else:
                 _dis_pair(dis, img[t, y0:y1, x0:x1], img[t + 1, y0:y1, x0:x1], box, gate)
-    finally:
-        cv2.setNumThreads(old)
     return out
 
 
@@ -487,3 +543,44 @@ def tracking_pairs(frames: np.ndarray | Sequence[np.ndarray], roi: tuple[int, in
     ref = None if refs is None else np.stack([r[y0:y1, x0:x1] for r in refs]).astype(np.float32, copy=False)
     out = tracking_flow(crops, reference=ref, threads=threads)
     return TrackingPairs(box, {first + k: out[k].copy() for k in range(out.shape[0])})
+
+
+def hold_pairs(pairs: TrackingPairs, reference: Mapping[int, np.ndarray],
+               max_deviation_px: float = TRACKING_FLOW_PARAMS["max_deviation_px"]) -> TrackingPairs:
+    """Hold pairs computed without a reference (:func:`tracking_pairs` with ``reference=None``)
+    to their reference flow, as :func:`tracking_flow` does: the DIS flow where it lies within
+    ``max_deviation_px`` of the reference, the reference elsewhere. ``hold_pairs(tracking_pairs(
+    frames, roi, first=a), ref)`` equals ``tracking_pairs(frames, roi, reference=..., first=a)``
+    exactly, so the DIS search can run before the reference flow is known (beside it).
+
+    Parameters
+    ----------
+    pairs : TrackingPairs
+        Unheld pairs, keyed by pair number.
+    reference : mapping of int -> float ndarray [H, W, 2]
+        The whole-frame reference flow of each pair of ``pairs`` (e.g. :func:`dense_flow`'s),
+        keyed the same way.
+    max_deviation_px : float
+        The gate, px per frame (> 0).
+
+    Returns
+    -------
+    TrackingPairs
+        The same box and keys; float32 ``[y1 - y0, x1 - x0, 2]`` (new arrays).
+    """
+    gate = _check_float("max_deviation_px", max_deviation_px)
+    if gate <= 0:
+        raise InputError(f"max_deviation_px must be > 0, got {gate}")
+    x0, y0, x1, y1 = pairs.roi
+    out = {}
+    for s, d in pairs.pairs.items():
+        if s not in reference:
+            raise InputError(f"no reference flow for pair {s}")
+        r = np.asarray(reference[s])
+        if r.ndim != 3 or r.shape[2] != 2 or r.shape[0] < y1 or r.shape[1] < x1:
+            raise InputError(f"the reference of pair {s} must be a flow field [H, W, 2] holding the box "
+                             f"{pairs.roi}, got {r.shape}")
+        box = r[y0:y1, x0:x1].astype(np.float32, copy=True)
+        _hold(box, d, gate)
+        out[s] = box
+    return TrackingPairs(pairs.roi, out)
