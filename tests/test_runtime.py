@@ -85,6 +85,11 @@ def test_session_cache_and_threads(model_dir):
     c = runtime.get_session(d / "model.onnx", providers="cpu", intra_op_threads=2)
     assert a is b and a is not c
     assert a.get_providers() == ["CPUExecutionProvider"]
+    # idle pool threads sleep: ORT's default would spin them after each run, taking a core from
+    # the flow of a live stream (see the session options in runtime._new_session)
+    opts = c.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert opts.get_session_config_entry("session.inter_op.allow_spinning") == "0"
     # many threads at once: same answers as one thread, and one session per key
     s, f = _inputs(6, seed=3)
     want = runtime.predict_batch(s, f, model=d / "model.onnx", providers="cpu").probs

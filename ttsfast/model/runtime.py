@@ -117,6 +117,10 @@ def _new_session(path: Path, providers: tuple, intra: int, inter: int):
     so.intra_op_num_threads = int(intra)
     so.inter_op_num_threads = int(inter)
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle pool threads sleep instead of spinning (ORT's default spins them after every run,
+    # which takes a core from the flow of a live stream or of the next clip)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     provs = [name if not opts else (name, dict(opts)) for name, opts in providers]
     try:
         sess = ort.InferenceSession(str(path), sess_options=so, providers=provs)
