@@ -3,9 +3,11 @@
 :class:`LiveAnalyzer` takes frames one at a time (``push``) and returns a :class:`BeatResult`
 for each beat completed so far. Nothing heavy runs on the caller's thread: a *frame worker*
 puts each frame on the analysis grid, computes the flow of the new frame pairs (in small
-chunks, so that each frame's pyramid is built about once), extends the longitudinal signal and
-reads the beats from a sliding window of it; a *beat worker* measures, scores and explains
-each completed beat. The stages are the ones :func:`ttsfast.analyze` runs
+chunks, so that each frame's pyramid is built about once; a chunk is cut short at the frame
+likely to confirm the next beat), extends the longitudinal signal and reads the beats from a
+sliding window of it, while a *DIS worker* searches the same chunk's tracking flow beside it
+(once the landmarks are known); a *beat worker* measures, scores and explains each completed
+beat. The stages are the ones :func:`ttsfast.analyze` runs
 (:func:`~ttsfast.preprocess.preprocess` and its :class:`~ttsfast.preprocess.GridMapping`,
 :func:`~ttsfast.dense_flow`, :func:`~ttsfast.cycle.cycles_from_signals`, and the stage
 functions of :mod:`ttsfast.stages`); the report of a beat is assembled by the same code as
@@ -194,6 +196,7 @@ class LiveAnalyzer:
                                       "parts_s": {}, "ahead_pairs": 0, "ahead_handed": 0, "ahead_max": 0}
         self._dis_ahead = True  # compute the tracking flow as the frames arrive (False: at beat time)
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="ttsfast-live-model")
+        self._dis_pool = ThreadPoolExecutor(1, thread_name_prefix="ttsfast-live-dis")  # the search beside the flow
         self._frame_worker = threading.Thread(target=self._run_frames, name="ttsfast-live-frames", daemon=True)
         self._beat_worker = threading.Thread(target=self._run_beats, name="ttsfast-live-beats", daemon=True)
         self._frame_worker.start()
@@ -228,6 +231,7 @@ class LiveAnalyzer:
         self._frame_worker.join(timeout)
         self._beat_worker.join(timeout)
         self._model_pool.shutdown(wait=False)
+        self._dis_pool.shutdown(wait=False)
         if self._error is not None:
             raise self._error
         return self._drain()
@@ -297,6 +301,7 @@ class _Stream:
         self.o = owner
         self.fps = owner.fps
         self.chunk = 8
+        self.flow_buffers = None  # FlowBuffers of the chunks' flow (laid out again for another view)
         self.reset()
         self.beat_index = 0
 
@@ -318,6 +323,7 @@ class _Stream:
         self.prev_grey: np.ndarray | None = None
         self.frozen_run = 0
         self.ahead = _TrackingAhead()
+        self.flush_at: int | None = None  # frame that likely confirms the next beat's end
 
     # -- per frame
     def _tick(self, part: str, t0: float) -> float:
@@ -343,7 +349,7 @@ class _Stream:
                 self._settle()
             return
         self.todo.append((n, grey, t_push))
-        if len(self.todo) >= self.chunk:
+        if len(self.todo) >= self.chunk or (self.flush_at is not None and n >= self.flush_at):
             self._advance()
 
     def _grey(self, frame: np.ndarray) -> np.ndarray:
@@ -408,7 +414,6 @@ class _Stream:
 
     def _settle(self) -> None:
         from .cycle import signal_weights
-        from .flow import dense_flow
         from .preprocess import check_continuity, preprocess
 
         ns = [p[0] for p in self.pending]
@@ -425,80 +430,105 @@ class _Stream:
                 self.frozen.discard(k)
             self.pending = self.pending[drop:]
             return
-        flow = dense_flow(prep.frames, mask=prep.mask, threads=self.o.options["threads"])
-        self.setting = _Setting(prep, signal_weights(flow, prep.mask))
         self.first = ns[0]
         self.last_end = max(self.last_end, ns[0])
+        search = self._search_ahead(prep, None, prep.frames)
+        flow = self._flow(prep.frames, prep.mask, search)
+        self.setting = _Setting(prep, signal_weights(flow, prep.mask))
         self.grid_frames.extend(prep.frames)
         self._append_flow(flow)
+        self._hold_ahead(search)
         self.pending = []
 
     def _advance(self) -> None:
-        """Flow of the pending grid frames (with the last frame already in the window), the
-        signal, and the beats it completes."""
-        from .flow import dense_flow
-
+        """Flow of the pending grid frames (with the last frame already in the window) and,
+        beside it, their tracking flow; the signal, and the beats it completes."""
         if not self.todo:
             return
         t0 = time.perf_counter()
-        grid = self.setting.prep.mapping.apply(np.stack([g for _, g, _ in self.todo]))
+        setting = self.setting
+        grid = setting.prep.mapping.apply(np.stack([g for _, g, _ in self.todo]))
         t0 = self._tick("grid", t0)
+        search = self._search_ahead(setting.prep, setting.landmarks, grid)
         stack = np.concatenate([self.grid_frames[-1][None], grid])
-        flow = dense_flow(stack, mask=self.setting.prep.mask, threads=self.o.options["threads"])
+        flow = self._flow(stack, setting.prep.mask, search)
         self.grid_frames.extend(grid)
         self.todo = []
         t0 = self._tick("flow", t0)
         self._append_flow(flow)
-        self._trim()
         t0 = self._tick("signal", t0)
+        self._hold_ahead(search)  # before the beats are sent: each takes all its pairs
+        t0 = self._tick("track_ahead", t0)
+        self._trim()
+        if self.flush_at is not None and self.first + len(self.grid_frames) > self.flush_at:
+            self.flush_at = None  # reached: later chunks find the beat if this one does not
         self._detect(final=False)
-        t0 = self._tick("beats", t0)
-        self._track_ahead()  # after the beats are sent: a beat's last pairs are left to the beat worker
-        self._tick("track_ahead", t0)
+        self._tick("beats", t0)
 
-    def _track_ahead(self) -> None:
-        """The tracking flow (method "dis") of the window's pairs that the next beats will track
-        on, from the frame before the last beat's end, in the box of the landmarks the beat
-        worker will use (carried from the last beat, or the caller's) when those are known.
-        Whatever is not computed here (a failure included) the beat worker computes."""
-        roi = self._upcoming_roi()
+    def _flow(self, frames: np.ndarray, mask: np.ndarray, search: Any) -> np.ndarray:
+        """:func:`~ttsfast.dense_flow` of ``frames`` in the stream's kept working memory; on one
+        thread while a DIS ``search`` of a chunk runs beside it on another (each on a core; two
+        flow threads sharing them with the search took longer), else on the ``threads`` asked."""
+        from .flow import FlowBuffers, dense_flow
+
+        if self.flow_buffers is None:
+            self.flow_buffers = FlowBuffers()
+        threads = self.o.options["threads"] if search is None or len(frames) > 2 * self.chunk + 1 else 1
+        return dense_flow(frames, mask=mask, threads=threads, buffers=self.flow_buffers)
+
+    def _search_ahead(self, prep: Any, carried: Any, new: np.ndarray) -> Any:
+        """Start the DIS search of the tracking flow (method "dis") of the pairs that the next
+        beats will track on, up to the newest of the ``new`` grid frames (not in the window
+        yet), on the DIS worker: from the frame before the last beat's end, in the box of the
+        landmarks the beat worker will use (the caller's, or ``carried`` from the last beat)
+        when those are known. The search needs only the frames, so it runs beside their
+        Farneback flow; :meth:`_hold_ahead` holds it to that flow. A Future of the unheld
+        :class:`~ttsfast.flow.TrackingPairs`, or None when there is nothing to search."""
+        roi = self._upcoming_roi(prep, carried)
         self.ahead.set_roi(roi)
-        last = self.first + len(self.grid_frames) - 1  # stream number of the newest frame
+        n_old = len(self.grid_frames)
+        last = self.first + n_old + len(new) - 1  # stream number of the newest frame
         lo = max(self.first, self.last_end - 2, last - int(AHEAD_S * self.fps))
         self.ahead.keep(lo)
         s = self.ahead.first_missing(lo, last)
         if roi is None or s is None:
+            return None
+        frames = [self.grid_frames[k] if k < n_old else new[k - n_old]
+                  for k in range(s - self.first, last - self.first + 1)]
+        # a chunk's few pairs on one thread (beside the flow's); a settling window's on all
+        threads = 1 if last - s <= 2 * self.chunk else self.o.options["threads"]
+        return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, threads)
+
+    def _hold_ahead(self, search: Any) -> None:
+        """Wait for the search started by :meth:`_search_ahead`, hold its pairs to the window's
+        Farneback flow (:func:`~ttsfast.flow.hold_pairs`) and keep them. Whatever is not
+        computed here (a failure included) the beat worker computes."""
+        from .flow import hold_pairs
+
+        if search is None:
             return
         try:
-            for a in range(s, last, self.chunk):  # a chunk at a time: bounded temporaries
-                self._pairs_ahead(roi, a, min(a + self.chunk, last))
+            raw = search.result()
+            self.ahead.add(hold_pairs(raw, {s: self.flow[s - self.first] for s in raw.pairs}))
         except Exception:  # noqa: BLE001 - never ends the stream: the beat worker computes them
             self.ahead.set_roi(None)
+            return
         stats = self.o.stats
+        stats["ahead_pairs"] += len(raw.pairs)
         stats["ahead_max"] = max(stats["ahead_max"], len(self.ahead.pairs))
 
-    def _pairs_ahead(self, roi: tuple[int, int, int, int], a: int, b: int) -> None:
-        """The tracking flow of stream pairs ``a .. b-1`` in ``roi``, into the cache."""
-        from .flow import tracking_pairs
-
-        k = a - self.first
-        frames = [self.grid_frames[i] for i in range(k, k + b - a + 1)]
-        ref = [self.flow[i] for i in range(k, k + b - a)]
-        self.ahead.add(tracking_pairs(frames, roi, reference=ref, first=a, threads=self.o.options["threads"]))
-        self.o.stats["ahead_pairs"] += b - a
-
-    def _upcoming_roi(self) -> tuple[int, int, int, int] | None:
-        """The box the next beat's DIS tracking flow will be computed in (grid px), when its
-        landmarks are known now: the caller's, or those carried from the last beat while trusted
-        (the beat worker then checks them on the beat's ED frame, and finds others if they fail:
-        a box that is not the one used is ignored by the mechanics)."""
+    def _upcoming_roi(self, prep: Any, carried: Any) -> tuple[int, int, int, int] | None:
+        """The box the next beat's DIS tracking flow will be computed in (grid px) on the view
+        of ``prep``, when its landmarks are known now: the caller's, or ``carried`` (the
+        LandmarkStage of the last beat) while trusted (the beat worker then checks them on the
+        beat's ED frame, and finds others if they fail: a box that is not the one used is
+        ignored by the mechanics)."""
         from .landmarks import landmarks_from_caller
         from .mechanics.measure import dis_roi
 
         o = self.o.options
         if not self.o._dis_ahead or o["tracker"] != "dis":
             return None
-        prep = self.setting.prep
         if o["landmarks"] is not None:
             if self.ahead.caller is None:  # once per view: find_landmarks maps them the same way
                 try:
@@ -507,7 +537,6 @@ class _Stream:
                     self.ahead.caller = False
             lm = None if self.ahead.caller is False else self.ahead.caller
         else:
-            carried = self.setting.landmarks  # set by the beat worker
             lm = carried.landmarks if carried is not None and carried.trusted else None
         if lm is None:
             return None
@@ -552,6 +581,10 @@ class _Stream:
                 continue
             self._send(cyc, i, sa, sb, min(sb + confirm, last))
             self.last_end = sb
+            # the chunk holding the frame that will likely confirm the next beat's end is cut
+            # short there, so that its result does not wait for the rest of the chunk
+            period = float(cyc.period_frames)
+            self.flush_at = sb + int(round(period)) + confirm if np.isfinite(period) and period > 0 else None
 
     def _send(self, cyc: Any, i: int, sa: int, sb: int, done: int) -> None:
         """Queue beat ``i`` of the window's ``cyc`` (stream frames ``sa``..``sb``) for the beat
@@ -626,6 +659,21 @@ class _TrackingAhead:
 
         got = {s - lo: self.pairs[s] for s in range(lo, hi) if s in self.pairs}
         return TrackingPairs(self.roi, got) if got and self.roi is not None else None
+
+
+def _search_pairs(frames: list[np.ndarray], roi: tuple[int, int, int, int], first: int, chunk: int,
+                  threads: int | None) -> Any:
+    """The DIS worker's task: :func:`~ttsfast.flow.tracking_pairs` of ``frames`` (stream pairs
+    ``first ..``) in ``roi`` without a reference, ``chunk`` pairs at a time (bounded temporaries)."""
+    from .flow import TrackingPairs, tracking_pairs
+
+    got: dict[int, np.ndarray] = {}
+    box = roi
+    for a in range(0, len(frames) - 1, chunk):
+        tp = tracking_pairs(frames[a:a + chunk + 1], roi, first=first + a, threads=threads)
+        got.update(tp.pairs)
+        box = tp.roi
+    return TrackingPairs(box, got)
 
 
 def _prep_view(job: _BeatJob) -> Any:
