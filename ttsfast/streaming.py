@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+from numba import njit
 
 from .clip import Clip
 from .errors import InputError, QualityError, TTSFastError
@@ -375,28 +376,33 @@ class _Stream:
                         "frames/s: frames were dropped")
         if prev is None or prev.shape != grey.shape:
             return None if prev is None else warn("view_change", "the frame size changed")
-        a, b = prev[::4, ::4].astype(np.float32), grey[::4, ::4].astype(np.float32)
-        sector = None if self.setting is None else self.setting.prep.mask_original[::4, ::4]
-        if sector is not None and sector.shape == a.shape and sector.any():
-            a, b, cut = a[sector], b[sector], CUT_CORRELATION
-            dark = float(b.mean()) < DARK_LEVEL
+        sector = None if self.setting is None else self.setting.prep.mask_original
+        if sector is not None and sector.shape == grey.shape and sector[::4, ::4].any():
+            # the settled sector, every 4th pixel each way: sums in one pass (exact integers)
+            m, sa, sb, saa, sbb, sab, sad = (int(v) for v in _change_sums(prev, grey, sector, 4))
+            cut, dark, diff = CUT_CORRELATION, sb < DARK_LEVEL * m, sad / m
+            with np.errstate(invalid="ignore", divide="ignore"):  # Pearson's r of the exact sums
+                r = np.float64(m * sab - sa * sb) / np.sqrt(np.float64(m * saa - sa * sa)
+                                                            * np.float64(m * sbb - sb * sb))
         else:  # no sector yet: the lit pixels of either frame (not the black background)
+            a, b = prev[::4, ::4].astype(np.float32), grey[::4, ::4].astype(np.float32)
             cut = CUT_CORRELATION_FRAME
             dark = float(np.percentile(b, 99)) < 3 * DARK_LEVEL
             lit = (a > DARK_LEVEL) | (b > DARK_LEVEL)
             if not dark and lit.sum() >= 16:
                 a, b = a[lit], b[lit]
+            diff = float(np.abs(a - b).mean())
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
         if dark:
             return warn("no_signal", "the image went dark (probe lifted?)")
-        if float(np.abs(a - b).mean()) < FROZEN_DIFF:
+        if diff < FROZEN_DIFF:
             self.frozen.add(n)
             self.frozen_run += 1
             if self.frozen_run == FROZEN_RUN:
                 return warn("frozen_frames", f"{FROZEN_RUN} frames in a row repeat the one before: the image froze")
             return None
         self.frozen_run = 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
         if not np.isfinite(r) or r < cut:
             return warn("view_change", f"consecutive frames correlate at r = {r:.2f}: another view or clip, or "
                         "noise")
@@ -659,6 +665,25 @@ class _TrackingAhead:
 
         got = {s - lo: self.pairs[s] for s in range(lo, hi) if s in self.pairs}
         return TrackingPairs(self.roi, got) if got and self.roi is not None else None
+
+
+@njit(cache=True, nogil=True)
+def _change_sums(a: np.ndarray, b: np.ndarray, sector: np.ndarray, step: int) -> np.ndarray:  # pragma: no cover
+    """Over the pixels ``[::step, ::step]`` of uint8 frames ``a`` and ``b`` [H, W] inside bool
+    ``sector`` [H, W]: int64 ``[n, sum a, sum b, sum a^2, sum b^2, sum ab, sum |a - b|]``."""
+    out = np.zeros(7, np.int64)
+    for y in range(0, a.shape[0], step):
+        for x in range(0, a.shape[1], step):
+            if sector[y, x]:
+                u, v = np.int64(a[y, x]), np.int64(b[y, x])
+                out[0] += 1
+                out[1] += u
+                out[2] += v
+                out[3] += u * u
+                out[4] += v * v
+                out[5] += u * v
+                out[6] += abs(u - v)
+    return out
 
 
 def _search_pairs(frames: list[np.ndarray], roi: tuple[int, int, int, int], first: int, chunk: int,
