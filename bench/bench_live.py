@@ -1,6 +1,7 @@
 """Live mode (:class:`ttsfast.LiveAnalyzer`) in real time: frames pushed at their due times, as a
 capture card gives them. Per stream: the processing load (the workers' busy time over real time,
-sustained: over the stream's second half, once it has settled; the whole stream's too), the
+sustained: from the first frame of the second half that finds the workers caught up (the settling
+done) to the last frame; and over the whole stream, close() included), the
 process's CPU, push() p99, each beat's latency after the frame that completes it, and the
 time of each part. On the 514x712 screen-capture stream with colour overlays, issue 24's targets
 (load <= 0.5, push p99 < 20 ms, one frame interval at 50 frames/s, median latency <= 300 ms) are
@@ -91,31 +92,33 @@ def _paced_together(frames, fps: float, streams: int, **options) -> list[dict]:
     las = [LiveAnalyzer(fps, **options) for _ in range(streams)]
     results: list[list] = [[] for _ in las]
     half = len(frames) // 2
-    busy_half = [0.0] * len(las)
+    mark, busy_mark = None, [0.0] * len(las)
     t0, c0 = time.perf_counter(), time.process_time()
     for n, f in enumerate(frames):
         wait = t0 + n / fps - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        if n == half:  # the second half: the stream settled, its first beats done (sustained)
-            busy_half = [la.stats["busy_s"] for la in las]
+        # sustained: from the first frame of the second half that finds every frame before it
+        # taken (the settling burst done and counted) to the last frame
+        if mark is None and n >= half and (all(la.stats["frames"] >= n for la in las) or n == len(frames) - 2):
+            mark, busy_mark = n, [la.stats["busy_s"] for la in las]
         for la, got in zip(las, results):
             got += la.push(f, t=n / fps)
+    busy_last = [la.stats["busy_s"] for la in las]
     t_last = time.perf_counter()
     for la, got in zip(las, results):
         got += la.close()
     t_end, cpu = time.perf_counter(), time.process_time() - c0
     duration = len(frames) / fps
     out = []
-    for la, got, b_half in zip(las, results, busy_half):
+    for la, got, b_mark, b_last in zip(las, results, busy_mark, busy_last):
         push = np.asarray(la.stats["push_ms"])
         lat = [b.latency_ms for b in got]
         out.append({
             "frames": len(frames), "beats": len(got), "duration_s": duration,
             "statuses": {s: sum(b.status == s for b in got) for s in sorted({b.status for b in got})},
             "load_whole": la.stats["busy_s"] / duration, "cpu_cores": cpu / duration,
-            # the workers' busy time from the middle frame to close(), over that half's duration
-            "load": (la.stats["busy_s"] - b_half) / ((len(frames) - half) / fps),
+            "load": (b_last - b_mark) / ((len(frames) - 1 - mark) / fps), "sustained_from": mark,
             "push_p99_ms": float(np.percentile(push, 99)), "push_max_ms": float(push.max()),
             "latency_median_ms": statistics.median(lat) if lat else float("nan"),
             "latency_max_ms": max(lat) if lat else float("nan"),
@@ -157,8 +160,9 @@ def test_live_realtime(warm, name, capsys):
         print(f"\n[live {name}{' QUICK' if QUICK else ''}] {r['frames']} frames {w}x{h}"
               f"{'x3 BGR' if frames[0].ndim == 3 else ' grey'} at {fps:g} fps paced in real time "
               f"({r['duration_s']:.1f} s; default grid 256x352, saliency on, caller landmarks), "
-              f"{r['beats']} beats {r['statuses']}: load {r['load']:.2f} sustained (second half; whole stream "
-              f"{r['load_whole']:.2f}; CPU {r['cpu_cores']:.2f} of {os.cpu_count()} cores), push p99 "
+              f"{r['beats']} beats {r['statuses']}: load {r['load']:.2f} sustained (frames {r['sustained_from']}-"
+              f"{r['frames'] - 1}; whole stream {r['load_whole']:.2f}; CPU {r['cpu_cores']:.2f} of "
+              f"{os.cpu_count()} cores), push p99 "
               f"{r['push_p99_ms']:.2f} ms "
               f"(max {r['push_max_ms']:.1f}), latency median {r['latency_median_ms']:.0f} ms "
               f"max {r['latency_max_ms']:.0f} ms, close() {r['close_s'] * 1e3:.0f} ms after the last frame; "
