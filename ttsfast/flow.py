@@ -393,6 +393,14 @@ def _dis_pair(dis: Any, prev: np.ndarray, nxt: np.ndarray, box: np.ndarray, gate
     _hold(box, d, gate)
 
 
+def _check_gate(max_deviation_px: Any) -> float:
+    """The DIS gate ``max_deviation_px`` (px per frame) as a float > 0, else InputError."""
+    gate = _check_float("max_deviation_px", max_deviation_px)
+    if gate <= 0:
+        raise InputError(f"max_deviation_px must be > 0, got {gate}")
+    return gate
+
+
 def _hold(box: np.ndarray, d: np.ndarray, gate: float) -> None:
     """Write the DIS flow ``d`` into ``box`` (float32 ``[h, w, 2]``, holding the reference)
     where it lies within ``gate`` px of the reference; the reference stays elsewhere."""
@@ -480,9 +488,7 @@ def tracking_flow(
         if not isinstance(reference, np.ndarray) or reference.shape != (t1 - t0, h, w, 2):
             raise InputError(f"reference must be a flow array {(t1 - t0, h, w, 2)}, got "
                              f"{getattr(reference, 'shape', type(reference).__name__)}")
-        gate = _check_float("max_deviation_px", max_deviation_px)
-        if gate <= 0:
-            raise InputError(f"max_deviation_px must be > 0, got {gate}")
+        gate = _check_gate(max_deviation_px)
     done = _known_pairs(known, (x0, y0, x1, y1), t0, t1)
     img = _as_uint8(arr)
     dis = _new_dis(ps, st, gd)
@@ -568,9 +574,7 @@ def hold_pairs(pairs: TrackingPairs, reference: Mapping[int, np.ndarray],
     TrackingPairs
         The same box and keys; float32 ``[y1 - y0, x1 - x0, 2]`` (new arrays).
     """
-    gate = _check_float("max_deviation_px", max_deviation_px)
-    if gate <= 0:
-        raise InputError(f"max_deviation_px must be > 0, got {gate}")
+    gate = _check_gate(max_deviation_px)
     x0, y0, x1, y1 = pairs.roi
     out = {}
     for s, d in pairs.pairs.items():

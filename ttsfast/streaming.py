@@ -301,8 +301,10 @@ class _Stream:
     def __init__(self, owner: LiveAnalyzer):
         self.o = owner
         self.fps = owner.fps
+        from .flow import FlowBuffers
+
         self.chunk = 8
-        self.flow_buffers = None  # FlowBuffers of the chunks' flow (laid out again for another view)
+        self.flow_buffers = FlowBuffers()  # the chunks' flow memory (laid out again for another view)
         self.reset()
         self.beat_index = 0
 
@@ -472,15 +474,19 @@ class _Stream:
         self._tick("beats", t0)
 
     def _flow(self, frames: np.ndarray, mask: np.ndarray, search: Any) -> np.ndarray:
-        """:func:`~ttsfast.dense_flow` of ``frames`` in the stream's kept working memory; on one
-        thread while a DIS ``search`` of a chunk runs beside it on another (each on a core; two
-        flow threads sharing them with the search took longer), else on the ``threads`` asked."""
-        from .flow import FlowBuffers, dense_flow
+        """:func:`~ttsfast.dense_flow` of ``frames`` in the stream's kept working memory, with
+        :meth:`_threads_beside` its pairs while a DIS ``search`` runs beside it, else on the
+        ``threads`` asked."""
+        from .flow import dense_flow
 
-        if self.flow_buffers is None:
-            self.flow_buffers = FlowBuffers()
-        threads = self.o.options["threads"] if search is None or len(frames) > 2 * self.chunk + 1 else 1
+        threads = self.o.options["threads"] if search is None else self._threads_beside(len(frames) - 1)
         return dense_flow(frames, mask=mask, threads=threads, buffers=self.flow_buffers)
+
+    def _threads_beside(self, pairs: int) -> int | None:
+        """Threads for the Farneback flow and the DIS search of ``pairs`` pairs run side by side:
+        a chunk's on one each (each on a core; two flow threads sharing them with the search took
+        longer), a settling window's on the ``threads`` asked."""
+        return 1 if pairs <= 2 * self.chunk else self.o.options["threads"]
 
     def _search_ahead(self, prep: Any, carried: Any, new: np.ndarray) -> Any:
         """Start the DIS search of the tracking flow (method "dis") of the pairs that the next
@@ -501,9 +507,7 @@ class _Stream:
             return None
         frames = [self.grid_frames[k] if k < n_old else new[k - n_old]
                   for k in range(s - self.first, last - self.first + 1)]
-        # a chunk's few pairs on one thread (beside the flow's); a settling window's on all
-        threads = 1 if last - s <= 2 * self.chunk else self.o.options["threads"]
-        return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, threads)
+        return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, self._threads_beside(last - s))
 
     def _hold_ahead(self, search: Any) -> None:
         """Wait for the search started by :meth:`_search_ahead`, hold its pairs to the window's
