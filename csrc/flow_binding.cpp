@@ -140,11 +140,30 @@ py::dict profile_dict(const Job& job, const ttsfast::flow::RunStats& st) {
     return prof;
 }
 
+// The array the flow is written to: `out_obj` when given (float32 [T-1,H,W,2] of the frames'
+// T, H, W, C-contiguous, writeable, not overlapping the frames; every element is written), else
+// a new one.
+py::array flow_output(const py::object& out_obj, const py::array& frames) {
+    const std::vector<py::ssize_t> shape = {frames.shape(0) - 1, frames.shape(1), frames.shape(2), 2};
+    if (out_obj.is_none()) return py::array_t<float>(shape);
+    if (!py::isinstance<py::array>(out_obj)) throw py::value_error("out must be a numpy array or None");
+    py::array a = out_obj.cast<py::array>();
+    const bool f32 = a.dtype().kind() == 'f' && a.itemsize() == 4;
+    bool same = a.ndim() == 4;
+    for (py::ssize_t i = 0; same && i < 4; ++i) same = a.shape(i) == shape[i];
+    if (!f32 || !same || !(a.flags() & py::array::c_style) || !a.writeable())
+        throw py::value_error("out must be a writeable C-contiguous float32 array [T-1,H,W,2] of the frames' size");
+    const auto* o0 = static_cast<const char*>(a.data());
+    const auto* f0 = static_cast<const char*>(frames.data());
+    if (o0 < f0 + frames.nbytes() && f0 < o0 + a.nbytes()) throw py::value_error("out must not overlap the frames");
+    return a;
+}
+
 py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int levels,
                                 int winsize, int iterations, int poly_n, double poly_sigma,
                                 bool gaussian, const py::object& mask_obj, int threads,
                                 bool profile, bool skip_blank, int edge_margin,
-                                const py::object& buffers) {
+                                const py::object& buffers, const py::object& out_obj) {
     FlowBuffers* fb = nullptr;
     if (!buffers.is_none()) {
         if (!py::isinstance<FlowBuffers>(buffers))
@@ -155,9 +174,8 @@ py::object dense_flow_farneback(const py::array& frames, double pyr_scale, int l
     Job job = validated_job(
         frames, Params{pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, gaussian},
         mask_obj, threads, edge_margin, mask_arr);
-    py::array_t<float> out({frames.shape(0) - 1, frames.shape(1), frames.shape(2),
-                            static_cast<py::ssize_t>(2)});
-    job.out = out.mutable_data();
+    py::array out = flow_output(out_obj, frames);
+    job.out = static_cast<float*>(out.mutable_data());
     ttsfast::flow::RunStats st;
     {
         py::gil_scoped_release rel;
@@ -189,10 +207,12 @@ void register_flow(py::module_& m) {
           py::arg("poly_n"), py::arg("poly_sigma"), py::arg("gaussian"),
           py::arg("mask") = py::none(), py::arg("threads") = 0, py::arg("profile") = false,
           py::arg("skip_blank") = true, py::arg("edge_margin") = 0, py::arg("buffers") = py::none(),
+          py::arg("out") = py::none(),
           "Farneback dense flow of every consecutive pair of a uint8/float32 [T,H,W] clip; "
           "returns float32 [T-1,H,W,2] (dx, dy) px/frame, or (flow, step timings) when "
           "profile=True. buffers: a FlowBuffers whose working memory the call uses and keeps "
-          "(same flow; for repeated calls on frames of one size and mask).");
+          "(same flow; for repeated calls on frames of one size and mask). out: a float32 "
+          "C-contiguous [T-1,H,W,2] array to write the flow into (and return).");
     m.def("flow_isa", [] { return std::string(ttsfast::flow::flow_kernels().isa); },
           "Copy of the flow kernels dense_flow_farneback runs now: 'avx2' (built for x86 with "
           "GCC/Clang, CPU with AVX2) or 'baseline'; TTSFAST_FLOW_ISA=baseline forces the "

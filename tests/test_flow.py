@@ -411,6 +411,30 @@ def test_flow_buffers_give_the_same_flow():
         dense_flow(frames[:3], buffers=object())
 
 
+@pytest.mark.parametrize("backend", ["native", "opencv"])
+def test_flow_into_a_given_array(backend):
+    """dense_flow(out=): the flow is written into a slice of a larger store, every element of
+    it (the store is NaN before) and nothing beside it, and the slice is returned; an array
+    that cannot take it is refused by name."""
+    frames, _, _ = speckle_phantom(T=5, seed=6)
+    kw = dict(backend=backend, edge_margin=0 if backend == "opencv" else None)
+    store = np.full((7,) + frames.shape[1:] + (2,), np.nan, np.float32)
+    got = dense_flow(frames, out=store[2:6], **kw)
+    assert np.shares_memory(got, store) and got.shape == (4,) + frames.shape[1:] + (2,)
+    np.testing.assert_array_equal(store[2:6], dense_flow(frames, **kw))
+    assert np.isnan(store[:2]).all() and np.isnan(store[6:]).all()
+    ro = np.zeros_like(store[:4])
+    ro.flags.writeable = False
+    for bad in (np.zeros(store[:4].shape), store[:3], store[:4, :, ::2], store[:4].astype(">f4"), ro, [0.0]):
+        with pytest.raises(InputError, match="out must be"):
+            dense_flow(frames, out=bad, **kw)
+    flat = np.zeros(frames.size * 3, np.float32)  # float frames and the flow in one buffer
+    fr = flat[:frames.size].reshape(frames.shape)
+    fr[...] = frames
+    with pytest.raises(InputError, match="overlap"):
+        dense_flow(fr, out=flat[frames.size // 2:frames.size // 2 + store[:4].size].reshape(store[:4].shape), **kw)
+
+
 def test_list_input_and_two_frames(phantom):
     frames, _, _ = phantom
     a = dense_flow([frames[0], frames[1]])
@@ -589,6 +613,40 @@ def test_hold_pairs_equals_the_held_tracking_flow():
         hold_pairs(raw, {7 + k: ref[k, :100] for k in range(5)})
     with pytest.raises(InputError, match="max_deviation_px"):
         hold_pairs(TrackingPairs(roi, {}), {}, max_deviation_px=0)
+
+
+@pytest.mark.parametrize("gate", [0.5, 0.3, 0.1234567])
+def test_the_gate_is_the_plain_rule_bit_for_bit(gate):
+    """The one-pass gate of the tracking flow (flow._hold) equals the rule it stands for,
+    ``hypot(d - reference) <= gate`` in float32, on differences at the gate, one float32 step
+    either side of it, a hair inside and outside, far off, NaN and infinite."""
+    from ttsfast.flow import _hold
+
+    def rule(box, d):
+        diff = d - box
+        np.copyto(box, d, where=(np.hypot(diff[..., 0], diff[..., 1]) <= gate)[..., None])
+
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(4, 50, 2))
+        ref = rng.normal(0, 2, (h, w, 2)).astype(np.float32)
+        ang = rng.uniform(0, 2 * np.pi, (h, w))
+        r = gate * (1 + rng.choice([0, 1e-7, -1e-7, 3e-8, -6e-8, 1e-6, -1e-6, 1e-3, -0.5, 0.5], (h, w)))
+        d = (ref + np.stack([r * np.cos(ang), r * np.sin(ang)], -1)).astype(np.float32)
+        d[0, 0] = ref[0, 0] + np.float32([gate, 0])
+        d[1, 0] = np.nextafter(ref[1, 0] + np.float32([gate, 0]), np.float32(9))
+        d[2, 0] = np.nextafter(ref[2, 0] + np.float32([gate, 0]), np.float32(-9))
+        ref[0, 1, 0], ref[0, 2, 1], d[0, 3, 0] = np.nan, np.inf, np.inf
+        want, got = ref.copy(), ref.copy()
+        rule(want, d)
+        _hold(got, d, gate)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    # a view into a whole frame, as tracking_flow passes it
+    frame = rng.normal(0, 1, (60, 70, 2)).astype(np.float32)
+    want, d = frame.copy(), (frame[10:40, 5:60] + rng.normal(0, gate, (30, 55, 2))).astype(np.float32)
+    rule(want[10:40, 5:60], d)
+    _hold(frame[10:40, 5:60], d, gate)
+    np.testing.assert_array_equal(frame, want)
 
 
 def test_overlapping_opencv_thread_settings_restore_the_process_count():

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from ._numerics import rescale_to_uint8
 from .errors import InputError
@@ -167,6 +168,7 @@ def dense_flow(
     backend: str = "native",
     edge_margin: int | None = None,
     buffers: FlowBuffers | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Dense optical flow from each frame to the next (Farneback).
 
@@ -205,11 +207,15 @@ def dense_flow(
     buffers : FlowBuffers, optional
         Working memory to use and keep for the next call (native backend; a stream's
         chunks): the same flow, without laying out fresh memory each call.
+    out : float32 ndarray [T-1, H, W, 2], optional
+        C-contiguous, writeable array (not overlapping ``frames``) to write the flow into,
+        e.g. a slice of a larger store; it is returned. Every element is written.
 
     Returns
     -------
     flow : float32 ndarray [T-1, H, W, 2]
-        (dx, dy) in px/frame: pixel (x, y) of frame t moves to (x+dx, y+dy) in frame t+1.
+        (dx, dy) in px/frame: pixel (x, y) of frame t moves to (x+dx, y+dy) in frame t+1
+        (``out`` when given).
 
     Raises
     ------
@@ -244,21 +250,38 @@ def dense_flow(
         "edge_margin", edge_margin, 0, 64)
     if buffers is not None and not isinstance(buffers, FlowBuffers):
         raise InputError(f"buffers must be a ttsfast.flow.FlowBuffers or None, got {type(buffers).__name__}")
+    if out is not None:
+        _check_out(out, arr)
     if backend == "native":
         from ._nativelib import native
 
         try:
             return native.dense_flow_farneback(arr, ps, lv, ws, it, pn, sg, bool(gaussian), m, nt,
                                                edge_margin=em,
-                                               buffers=None if buffers is None else buffers._native)
+                                               buffers=None if buffers is None else buffers._native, out=out)
         except ValueError as exc:  # validation in C++ (should be caught above already)
             raise InputError(str(exc)) from exc
     if backend == "opencv":
         if em:
             raise InputError("edge_margin > 0 needs the native backend (OpenCV weighs every pixel); "
                              "pass edge_margin=0 or None with backend='opencv'")
-        return _opencv_flow(arr, ps, lv, ws, it, pn, sg, bool(gaussian), m, nt)
+        res = _opencv_flow(arr, ps, lv, ws, it, pn, sg, bool(gaussian), m, nt)
+        if out is None:
+            return res
+        out[...] = res
+        return out
     raise InputError(f"backend must be 'native' or 'opencv', got {backend!r}")
+
+
+def _check_out(out: Any, frames: np.ndarray) -> None:
+    """InputError unless ``out`` can take :func:`dense_flow`'s result of ``frames`` ``[T, H, W]``."""
+    t, h, w = frames.shape
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != (t - 1, h, w, 2) \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise InputError(f"out must be a writeable C-contiguous float32 array {(t - 1, h, w, 2)}, got "
+                         f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+    if np.may_share_memory(out, frames):
+        raise InputError("out must not overlap the frames")
 
 
 class _OpenCVThreads:
@@ -401,12 +424,53 @@ def _check_gate(max_deviation_px: Any) -> float:
     return gate
 
 
+#: Relative margin around the gate within which :func:`_hold` decides with ``np.hypot`` itself:
+#: wider than any libm's or SIMD loop's error in float32 ``hypot`` (a few units in the last place).
+_GATE_MARGIN = 1e-6
+
+
 def _hold(box: np.ndarray, d: np.ndarray, gate: float) -> None:
     """Write the DIS flow ``d`` into ``box`` (float32 ``[h, w, 2]``, holding the reference)
-    where it lies within ``gate`` px of the reference; the reference stays elsewhere."""
-    diff = d - box
-    near = np.hypot(diff[..., 0], diff[..., 1]) <= gate  # NaN in the reference: keep the reference
-    np.copyto(box, d, where=near[..., None])
+    where it lies within ``gate`` px of the reference; the reference stays elsewhere.
+
+    The rule is ``np.hypot(d - box) <= gate`` per pixel, the difference and ``hypot`` in float32
+    (NaN in the reference: keep the reference). :func:`_hold_clear` decides it in one pass from
+    the exact squared length wherever that lies clearly inside or outside the gate; the few
+    pixels within :data:`_GATE_MARGIN` of it (and NaN or infinite ones) are decided by the rule
+    itself, so the result is the rule's, bit for bit."""
+    d = np.ascontiguousarray(d, dtype=np.float32)
+    unsure = np.empty(box.shape[:2], np.bool_)
+    lo, hi = gate * (1.0 - _GATE_MARGIN), gate * (1.0 + _GATE_MARGIN)
+    if _hold_clear(box, d, lo * lo, hi * hi, unsure):
+        ys, xs = np.nonzero(unsure)
+        diff = d[ys, xs] - box[ys, xs]
+        near = np.hypot(diff[:, 0], diff[:, 1]) <= gate
+        box[ys[near], xs[near]] = d[ys[near], xs[near]]
+
+
+@njit(cache=True, nogil=True)
+def _hold_clear(box: np.ndarray, d: np.ndarray, lo2: float, hi2: float,
+                unsure: np.ndarray) -> int:  # pragma: no cover - compiled
+    """One pass of :func:`_hold` over float32 ``box`` and ``d`` ``[h, w, 2]``: the difference
+    ``e = d - box`` in float32, its squared length exactly (float64 products of float32 values);
+    ``d`` is written where that is ``<= lo2``, the reference kept where ``>= hi2``, and ``unsure``
+    (bool ``[h, w]``) marks the rest, left untouched. Returns how many are unsure."""
+    n = 0
+    for y in range(box.shape[0]):
+        for x in range(box.shape[1]):
+            e0 = d[y, x, 0] - box[y, x, 0]
+            e1 = d[y, x, 1] - box[y, x, 1]
+            s = np.float64(e0) * np.float64(e0) + np.float64(e1) * np.float64(e1)
+            if s <= lo2:
+                box[y, x, 0] = d[y, x, 0]
+                box[y, x, 1] = d[y, x, 1]
+                unsure[y, x] = False
+            elif s >= hi2:
+                unsure[y, x] = False
+            else:  # within a hair of the gate, or NaN
+                unsure[y, x] = True
+                n += 1
+    return n
 
 
 def tracking_flow(
