@@ -484,6 +484,55 @@ def test_tracking_flow_ahead_gives_the_same_beats(monkeypatch, seed, caller):
     assert 0 < la_on.stats["ahead_max"] <= min(bound, int(AHEAD_S * clip.fps) + 8), la_on.stats
 
 
+def test_flow_window_hands_views_that_stay_put():
+    """The frame worker's flow window (streaming._FlowWindow) against a plain record of every
+    pair: chunks written in place, pairs dropped as beats pass, spans read back exactly (a view
+    of one block when they lie in one), and a span handed out keeps its values while later
+    chunks fill and replace the blocks; another frame size starts afresh."""
+    from ttsfast.streaming import _FlowWindow
+
+    rng = np.random.default_rng(3)
+    win, truth, held = _FlowWindow(24), {}, []
+    s, views, most = 100, 0, 0
+    for step in range(60):
+        k = int(rng.integers(1, 9))
+        out = win.space(s, k, 4, 5)
+        assert out.shape == (k, 4, 5, 2) and out.dtype == np.float32
+        out[...] = rng.normal(size=out.shape)
+        for i in range(k):
+            truth[s + i] = out[i].copy()
+        win.commit(k)
+        s += k
+        win.drop_before(max(win.lo, s - int(rng.integers(1, 20))))
+        assert len(win) == s - win.lo
+        a = int(rng.integers(win.lo, s))
+        b = int(rng.integers(a + 1, s + 1))
+        got = win.span(a, b)
+        np.testing.assert_array_equal(got, np.stack([truth[t] for t in range(a, b)]))
+        np.testing.assert_array_equal(win.at(a), truth[a])
+        held.append((a, b, got))
+        views += any(np.shares_memory(got, seg[1]) for seg in win.segs)
+        most = max(most, sum(seg[1].shape[0] for seg in win.segs))
+        for a0, b0, g in held:  # nothing handed out was written over
+            np.testing.assert_array_equal(g, np.stack([truth[t] for t in range(a0, b0)]))
+    assert most <= 2 * 24 and views >= 40, (most, views)  # blocks let go; most spans handed as views
+    # with no view left, the blocks let go are used again (no fresh memory to fault in)
+    held.clear()
+    del got, out, g
+    seen = [seg[3] for seg in win.segs] + [m for m, _ in win.retired]
+    for _ in range(20):
+        win.space(s, 8, 4, 5)[...] = 1.0
+        win.commit(8)
+        s += 8
+        win.drop_before(s - 4)
+    assert all(any(seg[3] is m for m in seen) for seg in win.segs)
+    with pytest.raises(IndexError):
+        win.span(win.lo - 1, win.lo + 1)
+    assert win.space(s, 3, 6, 5).shape == (3, 6, 5, 2)  # another size: a new window from pair s
+    win.commit(3)
+    assert win.lo == s and len(win) == 3 and len(win.segs) == 1
+
+
 def test_tracking_ahead_cache_is_bounded():
     """The cache drops every pair when the box changes, and the pairs before the kept range."""
     from ttsfast.flow import TrackingPairs

@@ -53,6 +53,10 @@ FROZEN_RUN = 4
 #: The tracking flow is computed ahead for at most this many seconds of pairs before the newest
 #: frame: the longest beat the cycle stage reads (30 bpm: 2 s), its confirmation and margin.
 AHEAD_S = 2.5
+#: The frame worker keeps its flow in blocks of this many seconds of pairs (90 MB at 50 frames/s
+#: on the 256 x 352 grid); a beat whose pairs lie in one block is handed as a view of it. Two or
+#: three blocks are in use at a time (the window's flow before: 6 s, 216 MB).
+FLOW_BLOCK_S = 2.5
 
 
 @dataclass
@@ -194,7 +198,8 @@ class LiveAnalyzer:
         self._closed = False
         self._error: BaseException | None = None
         self.stats: dict[str, Any] = {"frames": 0, "beats": 0, "busy_s": 0.0, "push_ms": deque(maxlen=5000),
-                                      "parts_s": {}, "ahead_pairs": 0, "ahead_handed": 0, "ahead_max": 0}
+                                      "parts_s": {}, "ahead_pairs": 0, "ahead_handed": 0, "ahead_max": 0,
+                                      "flow_pairs_beside": 0}
         self._dis_ahead = True  # compute the tracking flow as the frames arrive (False: at beat time)
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="ttsfast-live-model")
         self._dis_pool = ThreadPoolExecutor(1, thread_name_prefix="ttsfast-live-dis")  # the search beside the flow
@@ -305,6 +310,9 @@ class _Stream:
 
         self.chunk = 8
         self.flow_buffers = FlowBuffers()  # the chunks' flow memory (laid out again for another view)
+        self.late_buffers = FlowBuffers()  # the DIS worker's, for the pairs it takes after its search
+        self.pace = _Pace()
+        self.flow = _FlowWindow(max(2 * self.chunk, int(round(FLOW_BLOCK_S * self.fps))))
         self.reset()
         self.beat_index = 0
 
@@ -315,7 +323,7 @@ class _Stream:
         self.setting: _Setting | None = None
         self.grid_frames: deque = deque()
         self.first = 0  # stream number of grid_frames[0]
-        self.flow: deque = deque()
+        self.flow.clear()
         self.v: deque = deque()
         self.v_ed: deque = deque()
         self.todo: list[tuple[int, np.ndarray, float]] = []  # grey frames whose grid and flow are pending
@@ -441,7 +449,7 @@ class _Stream:
         self.first = ns[0]
         self.last_end = max(self.last_end, ns[0])
         search = self._search_ahead(prep, None, prep.frames)
-        flow = self._flow(prep.frames, prep.mask, search)
+        flow = self._flow(ns[0], prep.frames, prep.mask, search)
         self.setting = _Setting(prep, signal_weights(flow, prep.mask))
         self.grid_frames.extend(prep.frames)
         self._append_flow(flow)
@@ -459,7 +467,7 @@ class _Stream:
         t0 = self._tick("grid", t0)
         search = self._search_ahead(setting.prep, setting.landmarks, grid)
         stack = np.concatenate([self.grid_frames[-1][None], grid])
-        flow = self._flow(stack, setting.prep.mask, search)
+        flow = self._flow(self.first + len(self.grid_frames) - 1, stack, setting.prep.mask, search)
         self.grid_frames.extend(grid)
         self.todo = []
         t0 = self._tick("flow", t0)
@@ -473,14 +481,29 @@ class _Stream:
         self._detect(final=False)
         self._tick("beats", t0)
 
-    def _flow(self, frames: np.ndarray, mask: np.ndarray, search: Any) -> np.ndarray:
-        """:func:`~ttsfast.dense_flow` of ``frames`` in the stream's kept working memory, with
+    def _flow(self, s: int, frames: np.ndarray, mask: np.ndarray, search: Any) -> np.ndarray:
+        """:func:`~ttsfast.dense_flow` of ``frames`` (stream pairs ``s ..``) in the stream's kept
+        working memory, written into the flow window (counted by :meth:`_append_flow`), with
         :meth:`_threads_beside` its pairs while a DIS ``search`` runs beside it, else on the
         ``threads`` asked."""
         from .flow import dense_flow
 
-        threads = self.o.options["threads"] if search is None else self._threads_beside(len(frames) - 1)
-        return dense_flow(frames, mask=mask, threads=threads, buffers=self.flow_buffers)
+        n = len(frames) - 1
+        out = self.flow.space(s, n, *frames.shape[1:])
+        if search is None:
+            return dense_flow(frames, mask=mask, threads=self.o.options["threads"], buffers=self.flow_buffers, out=out)
+        m = self.pace.pairs_beside(n) if n <= 2 * self.chunk else 0
+        late = None if not m else self.o._dis_pool.submit(
+            dense_flow, frames[n - m:], mask=mask, threads=1, buffers=self.late_buffers, out=out[n - m:])
+        t0 = time.perf_counter()
+        dense_flow(frames[:n - m + 1], mask=mask, threads=self._threads_beside(n), buffers=self.flow_buffers,
+                   out=out[:n - m])
+        if n <= 2 * self.chunk:
+            self.pace.note("flow", n - m, time.perf_counter() - t0)
+        if late is not None:
+            late.result()
+            self.o.stats["flow_pairs_beside"] += m
+        return out
 
     def _threads_beside(self, pairs: int) -> int | None:
         """Threads for the Farneback flow and the DIS search of ``pairs`` pairs run side by side:
@@ -507,7 +530,8 @@ class _Stream:
             return None
         frames = [self.grid_frames[k] if k < n_old else new[k - n_old]
                   for k in range(s - self.first, last - self.first + 1)]
-        return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, self._threads_beside(last - s))
+        return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, self._threads_beside(last - s),
+                                       self.pace if last - s <= 2 * self.chunk else None)
 
     def _hold_ahead(self, search: Any) -> None:
         """Wait for the search started by :meth:`_search_ahead`, hold its pairs to the window's
@@ -519,7 +543,7 @@ class _Stream:
             return
         try:
             raw = search.result()
-            self.ahead.add(hold_pairs(raw, {s: self.flow[s - self.first] for s in raw.pairs}))
+            self.ahead.add(hold_pairs(raw, {s: self.flow.at(s) for s in raw.pairs}))
         except Exception:  # noqa: BLE001 - never ends the stream: the beat worker computes them
             self.ahead.set_roi(None)
             return
@@ -558,19 +582,19 @@ class _Stream:
         from .cycle import ED_TRIM, project_signals
 
         v, v_ed = project_signals(flow, self.setting.weights, None, (0.0, ED_TRIM))
-        self.flow.extend(flow)
+        self.flow.commit(len(flow))
         self.v.extend(v)
         self.v_ed.extend(v_ed)
 
     def _trim(self) -> None:
         while len(self.grid_frames) > self.o.window_n:
             self.grid_frames.popleft()
-            self.flow.popleft()
             self.v.popleft()
             self.v_ed.popleft()
             self.push_t.pop(self.first, None)
             self.frozen.discard(self.first)
             self.first += 1
+        self.flow.drop_before(max(self.first, self.last_end - 2))  # no beat starts before it (_detect)
 
     def _detect(self, final: bool) -> None:
         """Read the beats of the window; send each new one whose next end-diastole is confirmed
@@ -604,7 +628,7 @@ class _Stream:
         lo = max(sa - self.first - 1, 0)  # a frame before ED: its sub-frame time may fall before it
         hi = min(sb - self.first + 3, len(self.grid_frames))  # the trackers read a frame past next ED
         frames = np.stack([self.grid_frames[k] for k in range(lo, hi)])
-        flow = np.stack([self.flow[k] for k in range(lo, hi - 1)])
+        flow = self.flow.span(self.first + lo, self.first + hi - 1)  # a view, not a copy
         a, es, b = cyc.beats[i]
         times = tuple(x - lo for x in cyc.beat_times[i]) if cyc.beat_times else None
         one = CycleResult([(a - lo, es - lo, b - lo)], cyc.heart_rate_bpm, cyc.period_frames, cyc.fps,
@@ -629,6 +653,101 @@ class _Stream:
         self._advance()
         self._detect(final=True)
         self.ahead = _TrackingAhead()
+
+
+class _FlowWindow:
+    """The stream's flow, pair ``s`` (stream frame s -> s+1) from the first pair still needed
+    on, in blocks of ``block`` pairs: new pairs are computed straight into the last block
+    (``dense_flow(out=)``) and a beat's pairs are handed as a view of it, not copied (a beat at
+    50 frames/s holds ~36 MB of flow at 256 x 352).
+
+    A block is never written where it holds pairs, so views stay valid however long the beat
+    worker keeps them. A new block takes over the pairs still needed when they are few (at most
+    half a block), so that the next beats again lie in one block; a span across blocks is
+    copied. A block let go is used again once no view of it is left (fresh memory costs a
+    page fault per page as it is first written, ~90 ms per 36 MB on a virtual machine): views
+    are handed out through a lease, an array over the block's memory that every view of it keeps
+    alive, and a block whose lease has died is free."""
+
+    def __init__(self, block: int) -> None:
+        self.block = block
+        self.segs: deque = deque()  # [first stream pair, lease float32 [cap, H, W, 2], pairs filled, memory]
+        self.lo = 0  # first pair kept
+        self.retired: list[tuple[np.ndarray, Any]] = []  # (memory, weak reference to its last lease)
+
+    def __len__(self) -> int:
+        return 0 if not self.segs else self.segs[-1][0] + self.segs[-1][2] - self.lo
+
+    def _new_block(self, n: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """A lease on a block of ``n`` pairs or more of ``h`` x ``w`` (a free block let go
+        before, else fresh memory), and the block's memory."""
+        free = [m for m, ref in self.retired if ref() is None]
+        self.retired = [(m, ref) for m, ref in self.retired if ref() is not None]
+        mem = next((m for m in free if m.shape[0] >= n and m.shape[1:3] == (h, w)), None)
+        if mem is None:
+            mem = np.empty((n, h, w, 2), np.float32)
+        return np.asarray(memoryview(mem)), mem  # every view of the lease keeps it alive
+
+    def _retire(self, seg: list) -> None:
+        """Let block ``seg`` go: free for another lease once no view of it is left."""
+        import weakref
+
+        if len(self.retired) < 2:  # at most two blocks kept aside (the others are freed with their views)
+            self.retired.append((seg[3], weakref.ref(seg[1])))
+
+    def space(self, s: int, k: int, h: int, w: int) -> np.ndarray:
+        """Room for the pairs ``s .. s+k-1`` (``s`` the pair after the last one; or the first
+        pair of an empty window), float32 ``[k, h, w, 2]`` to compute them into; they count once
+        :meth:`commit` is called."""
+        last = self.segs[-1] if self.segs else None
+        if last is not None and (last[1].shape[1:3] != (h, w) or last[0] + last[2] != s):
+            self.clear()  # another size, or not the next pair: start afresh
+            last = None
+        if last is None:
+            self.lo = s
+        elif last[2] + k <= last[1].shape[0]:
+            return last[1][last[2]:last[2] + k]
+        kept = 0 if last is None else s - max(self.lo, last[0])
+        carry = last is not None and self.lo >= last[0] and kept <= self.block // 2
+        lease, mem = self._new_block(max(self.block, k + (kept if carry else 0)), h, w)
+        seg = [s, lease, 0, mem]
+        if carry:
+            seg[0], seg[2] = self.lo, kept
+            lease[:kept] = last[1][self.lo - last[0]:last[2]]
+            self.clear()
+        self.segs.append(seg)
+        return lease[seg[2]:seg[2] + k]
+
+    def clear(self) -> None:
+        """Let every pair go (the blocks are kept for the pairs to come)."""
+        while self.segs:
+            self._retire(self.segs.popleft())
+
+    def commit(self, k: int) -> None:
+        """The ``k`` pairs of the last :meth:`space` are computed."""
+        self.segs[-1][2] += k
+
+    def drop_before(self, s: int) -> None:
+        """Pairs before ``s`` are no longer needed (blocks holding only such pairs are let go)."""
+        self.lo = max(self.lo, s)
+        while len(self.segs) > 1 and self.segs[0][0] + self.segs[0][2] <= self.lo:
+            self._retire(self.segs.popleft())
+
+    def span(self, a: int, b: int) -> np.ndarray:
+        """Pairs ``a .. b-1``, float32 ``[b - a, H, W, 2]``: a view of one block when they lie in
+        one (do not write to it), else a copy."""
+        if a < self.lo or b > self.lo + len(self):
+            raise IndexError(f"pairs {a}..{b - 1} are not kept ({self.lo}..{self.lo + len(self) - 1})")
+        parts = []
+        for first, lease, n, _ in self.segs:
+            i, j = max(a, first), min(b, first + n)
+            if i < j:
+                parts.append(lease[i - first:j - first])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def at(self, s: int) -> np.ndarray:
+        """Pair ``s``, float32 ``[H, W, 2]`` (a view)."""
+        return self.span(s, s + 1)[0]
 
 
 class _TrackingAhead:
@@ -691,18 +810,47 @@ def _change_sums(a: np.ndarray, b: np.ndarray, sector: np.ndarray, step: int) ->
 
 
 def _search_pairs(frames: list[np.ndarray], roi: tuple[int, int, int, int], first: int, chunk: int,
-                  threads: int | None) -> Any:
+                  threads: int | None, pace: _Pace | None = None) -> Any:
     """The DIS worker's task: :func:`~ttsfast.flow.tracking_pairs` of ``frames`` (stream pairs
-    ``first ..``) in ``roi`` without a reference, ``chunk`` pairs at a time (bounded temporaries)."""
+    ``first ..``) in ``roi`` without a reference, ``chunk`` pairs at a time (bounded temporaries);
+    its time is noted in ``pace`` when given."""
     from .flow import TrackingPairs, tracking_pairs
 
+    t0 = time.perf_counter()
     got: dict[int, np.ndarray] = {}
     box = roi
     for a in range(0, len(frames) - 1, chunk):
         tp = tracking_pairs(frames[a:a + chunk + 1], roi, first=first + a, threads=threads)
         got.update(tp.pairs)
         box = tp.roi
+    if pace is not None:
+        pace.note("search", len(frames) - 1, time.perf_counter() - t0)
     return TrackingPairs(box, got)
+
+
+class _Pace:
+    """Running means (s per pair) of a chunk's Farneback flow on the frame worker and of its DIS
+    search on the DIS worker, run side by side on a core each. The search is the shorter; so
+    that both finish together, the DIS worker then computes the last :meth:`pairs_beside` of
+    the chunk's Farneback pairs (a pair's flow depends only on its two frames: the same flow)."""
+
+    def __init__(self) -> None:
+        self.s_per_pair: dict[str, float] = {}
+
+    def note(self, part: str, pairs: int, seconds: float) -> None:
+        """``pairs`` pairs of ``part`` ("flow" or "search") took ``seconds``."""
+        if pairs > 0:
+            v, old = seconds / pairs, self.s_per_pair.get(part)
+            self.s_per_pair[part] = v if old is None else 0.8 * old + 0.2 * v
+
+    def pairs_beside(self, n: int) -> int:
+        """Of a chunk's ``n`` pairs, how many Farneback pairs the DIS worker takes: with flow
+        ``f`` and search ``d`` s per pair, ``m`` such that ``f (n - m) = d n + f m``, rounded
+        and at most half (0 until both were measured)."""
+        f, d = self.s_per_pair.get("flow"), self.s_per_pair.get("search")
+        if f is None or d is None or f <= d:
+            return 0
+        return max(0, min(n // 2, int(round(n * (f - d) / (2 * f)))))
 
 
 def _prep_view(job: _BeatJob) -> Any:
