@@ -26,9 +26,12 @@ TARGET = {"load": 0.5, "push_p99_ms": 20.0, "latency_median_ms": 300.0}
 #: What is asserted: push() never stalls the capture loop (the target), and no regression past
 #: about twice the load and latency measured on 2026-12-06 before the ahead tracking flow (0.59-0.69, 610-710 ms).
 GATE = {"load": 1.0, "push_p99_ms": 20.0, "latency_median_ms": 1500.0}
-#: Two streams at once must keep up: little backlog at close() and a bounded latency (2026-12-06, before
-#: any tuning for it: latency median 396-1354 ms, close() 108-481 ms after the last frame).
-TWO_STREAMS = {"close_s": 2.0, "latency_median_ms": 2500.0}
+#: Two streams at once must keep up: little backlog at close() and a bounded latency. Measured 2026-12-06 in a fast
+#: spell of this machine: latency median 396-1354 ms, close() 108-481 ms after the last frame; in a slow spell (the
+#: same code's single stream at load 0.6-0.75) the build before the flow window gave close() 706-3224 ms and latency
+#: 1450-2995 ms, the flow window 95-1680 ms and 914-2213 ms. The limits sit above the slow spell; a backlog that grew
+#: with the stream (a build that cannot keep up) ends 10 s streams several seconds late.
+TWO_STREAMS = {"close_s": 4.0, "latency_median_ms": 4000.0}
 REPLAY_FRAMES = 6_000 if QUICK else 30_000
 WARMUP_FRAMES = 2_000
 RSS_GROWTH_MB = 50.0
@@ -184,7 +187,7 @@ def test_live_realtime(warm, name, capsys):
 
 def test_live_two_streams(warm, capsys):
     """What the load target is for: two 514x712 streams at 50 frames/s analysed at once in one
-    process on this machine. Each must keep up (close() within 2 s of its last frame: no growing
+    process on this machine. Each must keep up (close() soon after its last frame: no growing
     backlog; a bounded latency, TWO_STREAMS) with push() still below a frame interval; each
     stream's load and latency and the process's CPU are reported."""
     import cv2
