@@ -72,11 +72,8 @@ void update_matrices_row(const float* R0, const float* R1i, const float* fxp, co
     float* m4 = M + 4 * plane + ro;
     // s0..s4: R1 sampled bilinearly at (x+dx, y+dy); outside the image the formulas
     // below reduce to OpenCV's (r2=r3=0, r4..r6 from R0 alone) with s = (0, 0, a2, a3, a4).
-    float* s0 = scratch;
-    float* s1 = s0 + w;
-    float* s2 = s1 + w;
-    float* s3 = s2 + w;
-    float* s4 = s3 + w;
+    float* sv = scratch;  // s0..s3 interleaved, 4 floats per pixel
+    float* s4 = sv + 4 * static_cast<std::size_t>(w);
     float* hw = s4 + w;  // weight of the R0 term for r4/r5 (0.5) and r6 (0.25)
     const float wlim = static_cast<float>(w - 1), hlim = static_cast<float>(h - 1);
     const float yf = static_cast<float>(y);
@@ -96,15 +93,13 @@ void update_matrices_row(const float* R0, const float* R1i, const float* fxp, co
             const v4sf lo = top + FY * (bot - top);
             const float t4 = q[4] + fx * (q[9] - q[4]);
             const float b4 = q[q1 + 4] + fx * (q[q1 + 9] - q[q1 + 4]);
-            s0[x] = lo[0];
-            s1[x] = lo[1];
-            s2[x] = lo[2];
-            s3[x] = lo[3];
+            std::memcpy(sv + 4 * x, &lo, sizeof(lo));
             s4[x] = t4 + fy * (b4 - t4);
             hw[x] = 1.f;
         } else {
-            s0[x] = s1[x] = 0.f;
-            s2[x] = s3[x] = s4[x] = 0.f;
+            const v4sf z = {0.f, 0.f, 0.f, 0.f};
+            std::memcpy(sv + 4 * x, &z, sizeof(z));
+            s4[x] = 0.f;
             hw[x] = 0.f;
         }
     }
@@ -115,11 +110,12 @@ void update_matrices_row(const float* R0, const float* R1i, const float* fxp, co
         // inside: r4 = (a2+s2)/2, r6 = (a4+s4)/4; outside: r4 = a2, r6 = a4/2
         const float in = hw[x];
         const float h4 = 1.f - 0.5f * in, h6 = 0.5f - 0.25f * in;
-        float r4 = a2[x] * h4 + s2[x] * 0.5f * in;
-        float r5 = a3[x] * h4 + s3[x] * 0.5f * in;
+        const float* sx = sv + 4 * x;
+        float r4 = a2[x] * h4 + sx[2] * 0.5f * in;
+        float r5 = a3[x] * h4 + sx[3] * 0.5f * in;
         float r6 = a4[x] * h6 + s4[x] * 0.25f * in;
-        float r2 = (a0[x] - s0[x]) * 0.5f;
-        float r3 = (a1[x] - s1[x]) * 0.5f;
+        float r2 = (a0[x] - sx[0]) * 0.5f;
+        float r3 = (a1[x] - sx[1]) * 0.5f;
         r2 += r4 * dy + r6 * dx;
         r3 += r6 * dy + r5 * dx;
         m0[x] = r4 * r4 + r6 * r6;
@@ -362,7 +358,7 @@ void iterate_all(Workspace& ws, const float* R0, const float* R1, int w, int h, 
     c.yhi = span ? span->y1 : h;
     if (c.ylo >= c.yhi) return;
     ws.hs.resize(5 * static_cast<std::size_t>(w));
-    ws.um.resize(6 * static_cast<std::size_t>(w));
+    ws.um.resize(6 * static_cast<std::size_t>(w));  // s0..s3 interleaved, s4, hw
     if (gaussian) {
         ws.vsumf.resize(static_cast<std::size_t>(c.pw));
         ws.hsf.resize(static_cast<std::size_t>(w));
