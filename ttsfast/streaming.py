@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 import time
 from collections import deque
@@ -492,24 +493,30 @@ class _Stream:
         out = self.flow.space(s, n, *frames.shape[1:])
         if search is None:
             return dense_flow(frames, mask=mask, threads=self.o.options["threads"], buffers=self.flow_buffers, out=out)
-        m = self.pace.pairs_beside(n) if n <= 2 * self.chunk else 0
+        chunk = self._is_chunk(n)
+        m = self.pace.pairs_beside(n) if chunk else 0
         late = None if not m else self.o._dis_pool.submit(
             dense_flow, frames[n - m:], mask=mask, threads=1, buffers=self.late_buffers, out=out[n - m:])
         t0 = time.perf_counter()
         dense_flow(frames[:n - m + 1], mask=mask, threads=self._threads_beside(n), buffers=self.flow_buffers,
                    out=out[:n - m])
-        if n <= 2 * self.chunk:
+        if chunk:
             self.pace.note("flow", n - m, time.perf_counter() - t0)
         if late is not None:
             late.result()
             self.o.stats["flow_pairs_beside"] += m
         return out
 
+    def _is_chunk(self, pairs: int) -> bool:
+        """Whether ``pairs`` pairs are a chunk of the stream (the flow and the search run on a core
+        each, and their pace is noted) rather than a settling window."""
+        return pairs <= 2 * self.chunk
+
     def _threads_beside(self, pairs: int) -> int | None:
         """Threads for the Farneback flow and the DIS search of ``pairs`` pairs run side by side:
         a chunk's on one each (each on a core; two flow threads sharing them with the search took
         longer), a settling window's on the ``threads`` asked."""
-        return 1 if pairs <= 2 * self.chunk else self.o.options["threads"]
+        return 1 if self._is_chunk(pairs) else self.o.options["threads"]
 
     def _search_ahead(self, prep: Any, carried: Any, new: np.ndarray) -> Any:
         """Start the DIS search of the tracking flow (method "dis") of the pairs that the next
@@ -531,7 +538,7 @@ class _Stream:
         frames = [self.grid_frames[k] if k < n_old else new[k - n_old]
                   for k in range(s - self.first, last - self.first + 1)]
         return self.o._dis_pool.submit(_search_pairs, frames, roi, s, self.chunk, self._threads_beside(last - s),
-                                       self.pace if last - s <= 2 * self.chunk else None)
+                                       self.pace if self._is_chunk(last - s) else None)
 
     def _hold_ahead(self, search: Any) -> None:
         """Wait for the search started by :meth:`_search_ahead`, hold its pairs to the window's
@@ -690,8 +697,6 @@ class _FlowWindow:
 
     def _retire(self, seg: list) -> None:
         """Let block ``seg`` go: free for another lease once no view of it is left."""
-        import weakref
-
         if len(self.retired) < 2:  # at most two blocks kept aside (the others are freed with their views)
             self.retired.append((seg[3], weakref.ref(seg[1])))
 
